@@ -1,0 +1,159 @@
+"""``PUT`` / ``GET`` / ``HEAD /api/v4/projects/:id/packages/generic/:name/:version/*file_name``.
+
+Checks run in GitLab's order before a byte of an upload's body is read; ``Expect:
+100-continue`` is answered only once they pass, so a refused client never sends its body.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
+from gateway import auth, keys, naming, packages, uploads
+from gateway.api.present import package_file_record
+from gateway.errors import API_HEADERS, ClientGone, NotFound, json_response
+from gateway.storage import ObjectNotFound, new_object_key
+
+_MARKER = "/packages/generic/"
+
+
+def project_ref(request: web.Request) -> str:
+    return request.match_info["id"]
+
+
+def generic_tail(request: web.Request) -> str:
+    """The still percent-encoded path after ``/packages/generic/`` (GitLab splits it raw)."""
+    raw = request.rel_url.raw_path
+    return raw[raw.index(_MARKER) + len(_MARKER) :]
+
+
+async def authenticate(request: web.Request, method: str) -> auth.Principal:
+    creds = auth.Credentials.from_request(request.headers, request.query)
+    return await request.app[keys.authenticator].authenticate(creds, method)
+
+
+async def project_access(request: web.Request, who: auth.Principal) -> auth.ProjectAccess | None:
+    settings = request.app[keys.settings]
+    return await auth.project_access(
+        request.app[keys.db], who, project_ref(request), allow_guest_pull=settings.allow_guest_pull
+    )
+
+
+class RequestBody:
+    """The request body as the upload service reads it: aiohttp's signals of a cut-off body
+    or a broken chunked encoding become ClientGone."""
+
+    def __init__(self, request: web.Request) -> None:
+        self._content = request.content
+
+    async def readany(self) -> bytes:
+        try:
+            return await self._content.readany()
+        except HttpProcessingError as exc:
+            raise ClientGone(str(exc)) from exc
+
+
+async def expect_nothing_yet(request: web.Request) -> None:
+    """Replaces aiohttp's automatic ``100 Continue``: the handler sends it after its checks."""
+
+
+async def _send_continue(request: web.Request) -> None:
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+
+
+async def put_file(request: web.Request) -> web.Response:
+    app = request.app
+    settings = app[keys.settings]
+    who = await authenticate(request, "PUT")
+    if who.anonymous:
+        raise auth.Unauthorized()
+    status = request.query.get("status")
+    select = request.query.get("select")
+    target = naming.file_target(generic_tail(request), status)
+    access = auth.require_create_package(who, await project_access(request, who))
+    naming.check_late_parameters(target, select)
+    size = request.content_length if "chunked" not in request.headers.get(
+        "Transfer-Encoding", ""
+    ).lower() else None
+    uploads.check_declared_size(size, settings.max_file_size)
+    await packages.check_duplicate(app[keys.db], access.project_id, target)
+
+    await _send_continue(request)
+    stored = await uploads.receive(
+        app[keys.uploads], RequestBody(request), new_object_key(), project_id=access.project_id,
+        size=size,
+    )
+    row = await packages.commit_file(
+        app[keys.db], app[keys.store], access.project_id, target, stored,
+        status=status, creator_id=who.user_id,
+    )
+    if select == "package_file":
+        return json_response(package_file_record(row), 200)
+    return json_response({"message": "201 Created"}, 201)
+
+
+async def _file_for_download(request: web.Request) -> tuple[auth.ProjectAccess, dict]:
+    target = naming.download_target(generic_tail(request))
+    who = await authenticate(request, request.method)
+    access = auth.require_read_package(who, await project_access(request, who))
+    row = await packages.file_to_serve(request.app[keys.db], access.project_id, target)
+    if row["needs_download_mark"]:
+        await packages.mark_downloaded(request.app[keys.db], row["package_id"])
+    return access, row
+
+
+def _file_headers(row: dict) -> dict[str, str]:
+    return {
+        **API_HEADERS,
+        "Content-Type": "application/octet-stream",
+        "Content-Disposition": naming.content_disposition(row["file_name"]),
+        "X-Checksum-SHA256": row["file_sha256"],
+        "ETag": f'"{row["file_sha256"]}"',
+    }
+
+
+async def head_file(request: web.Request) -> web.Response:
+    """Answered here, never redirected: a URL presigned for GET refuses HEAD on real S3."""
+    _, row = await _file_for_download(request)
+    headers = _file_headers(row)
+    headers["Content-Length"] = str(row["size"])
+    return web.Response(status=200, headers=headers)
+
+
+async def get_file(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    settings = app[keys.settings]
+    store = app[keys.store]
+    _, row = await _file_for_download(request)
+    headers = _file_headers(row)
+    url = await store.download_url(
+        row["object_key"], headers["Content-Disposition"], settings.presign_expires
+    )
+    if url is not None:
+        return web.Response(
+            status=302,
+            headers={
+                **API_HEADERS,
+                "Location": url,
+                "X-Checksum-SHA256": row["file_sha256"],
+                "Cache-Control": "no-store",
+            },
+        )
+    # Proxy mode: GitLab's local-storage answer, streamed from the store.
+    chunks = store.read(row["object_key"])
+    try:
+        first = await anext(chunks, b"")
+    except ObjectNotFound:
+        raise NotFound() from None
+    headers["Content-Transfer-Encoding"] = "binary"
+    response = web.StreamResponse(status=200, headers=headers)
+    response.content_length = row["size"]
+    await response.prepare(request)
+    if first:
+        await response.write(first)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response

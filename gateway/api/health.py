@@ -1,0 +1,21 @@
+"""Liveness and readiness for load balancers (not part of GitLab's API)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import ServiceUnavailable, json_response
+
+
+async def live(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Ready when PostgreSQL answers; otherwise a JSON 503, so the balancer skips us."""
+    async with request.app[keys.db].connection() as conn:
+        await conn.fetchval("SELECT 1")
+    if request.app.get(keys.settings) is None:
+        raise ServiceUnavailable()
+    return json_response({"status": "ok"})

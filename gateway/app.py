@@ -1,0 +1,80 @@
+"""The application factory and its resources, one cleanup context each."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.api import setup_routes
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.db.pool import Database
+from gateway.errors import middleware as error_middleware
+from gateway.hashing import HashPools
+from gateway.storage import ObjectStore
+from gateway.storage.s3 import S3Store
+from gateway.uploads import BufferPool, UploadContext, UploadLimits
+
+# Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
+MAX_HEADER_SIZE = 16 * 1024
+
+
+def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
+    """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
+    app = web.Application(middlewares=[error_middleware], handler_args={
+        "max_field_size": MAX_HEADER_SIZE,
+        "max_line_size": MAX_HEADER_SIZE,
+    })
+    app[keys.settings] = settings
+    app.cleanup_ctx.append(_database)  # closed last
+    app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
+    app.cleanup_ctx.append(_upload_pipeline)
+    setup_routes(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    async with Database.open(settings) as db:
+        app[keys.db] = db
+        app[keys.authenticator] = Authenticator(db, settings.token_cache_seconds)
+        yield
+
+
+async def _s3_store(app: web.Application) -> AsyncIterator[None]:
+    async with S3Store.open(app[keys.settings]) as store:
+        app[keys.store] = store
+        yield
+
+
+def _given_store(store: ObjectStore):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        app[keys.store] = store
+        yield
+
+    return ctx
+
+
+async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    pools = HashPools()
+    buffers = BufferPool(settings.buffer_budget)
+    app[keys.hash_pools] = pools
+    app[keys.buffers] = buffers
+    app[keys.uploads] = UploadContext(
+        db=app[keys.db],
+        store=app[keys.store],
+        buffers=buffers,
+        pools=pools,
+        limits=UploadLimits.from_settings(settings),
+        instance=settings.instance_id,
+        heartbeat_interval=max(1.0, settings.stale_upload_seconds / 4),
+    )
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            pools.shutdown()

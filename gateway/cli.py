@@ -1,0 +1,124 @@
+"""``gateway serve | migrate | dev | admin …``: builds Settings once; the only module that exits."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from gateway import config, logs
+
+log = logging.getLogger("gateway.cli")
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _run(coro: object) -> object:
+    _install_uvloop()
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.server import serve
+
+    config.require_serving(settings)
+    serve(settings)
+    return 0
+
+
+def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.db.migrate import migrate
+
+    if not settings.database_url:
+        raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
+    _run(migrate(settings.database_url))
+    print("schema is up to date")
+    return 0
+
+
+def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
+    import asyncpg
+
+    from gateway import accounts
+
+    if not settings.database_url:
+        raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
+
+    async def go() -> str:
+        conn = await asyncpg.connect(settings.database_url, timeout=30)
+        try:
+            return await accounts.bootstrap(conn)
+        finally:
+            await conn.close()
+
+    token = _run(go())
+    print(f"administrator: {accounts.ADMIN_USERNAME}", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def cmd_sweep(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.sweeper import sweep_once
+
+    config.require_serving(settings)
+    report = _run(sweep_once(settings, dry_run=args.dry_run))
+    print(report)
+    return 0
+
+
+def cmd_dev(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.dev import run_dev
+
+    return run_dev(settings, Path(args.data_dir), port=args.port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway", description="packgate: a GitLab-compatible generic package registry"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="serve the API (configured by GATEWAY_* variables)").set_defaults(
+        func=cmd_serve
+    )
+    sub.add_parser("migrate", help="apply schema.sql (idempotent)").set_defaults(func=cmd_migrate)
+    dev = sub.add_parser(
+        "dev", help="PostgreSQL, a local S3 server and the gateway in one data folder"
+    )
+    dev.add_argument("--data-dir", default=".packgate", help="where everything is kept")
+    dev.add_argument("--port", type=int, default=None, help="gateway port (default 8080)")
+    dev.set_defaults(func=cmd_dev)
+    admin = sub.add_parser("admin", help="administration").add_subparsers(
+        dest="admin_command", required=True
+    )
+    admin.add_parser(
+        "bootstrap", help="create the administrator if missing and print a new token"
+    ).set_defaults(func=cmd_bootstrap)
+    sweep = admin.add_parser("sweep-uploads", help="abort stale pending uploads now")
+    sweep.add_argument("--dry-run", action="store_true", help="only list what would be aborted")
+    sweep.set_defaults(func=cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = config.from_env()
+        logs.setup(settings.log_level)
+        return args.func(settings, args)
+    except config.ConfigError as exc:
+        print(f"gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Settings: read once from the environment into one frozen object, then passed down.
+
+This is the only module that reads ``os.environ``. Every ``GATEWAY_*`` variable must be known
+and well-formed, or the start stops with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+MiB = 2**20
+GiB = 2**30
+TiB = 2**40
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or malformed; the message names the variable."""
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 2**10, "M": MiB, "G": GiB, "T": TiB}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"5368709120"``, ``"5GiB"``, ``"8M"`` (binary units)."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ValueError(f"expected a size such as 8388608, 8MiB or 5TiB, got {text!r}")
+    unit = (m.group(2) or "").upper()[:1]
+    return int(m.group(1)) * _UNITS[unit]
+
+
+def parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {text!r}") from None
+
+
+def parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {text!r}") from None
+
+
+def parse_bool(text: str) -> bool:
+    v = text.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def parse_url(text: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", text):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text.rstrip("/")
+
+
+def choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {text!r}")
+        return text
+
+    return parse
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = ""
+    s3_bucket: str = ""
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    # Normally botocore's chain (AWS_ACCESS_KEY_ID, profiles, instance roles) finds the
+    # credentials; `gateway dev` sets these for the S3 server it starts itself.
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # GitLab rejects size >= limit; 0 disables the limit, as GitLab's plan limit does.
+    max_file_size: int = 5 * TiB
+    download_mode: str = "redirect"
+    stale_upload_seconds: int = 900
+    # Upload pipeline
+    part_size: int = 8 * MiB
+    parts_in_flight: int = 2
+    # All part buffers of one process together; uploads wait for room (backpressure).
+    buffer_budget: int = 256 * MiB
+    presign_expires: int = 300
+    # Base URL clients use to reach the API (pagination Link headers); default: from the request.
+    external_url: str | None = None
+    # Bounded waits
+    s3_connect_timeout: float = 10.0
+    s3_read_timeout: float = 60.0
+    s3_max_attempts: int = 4
+    db_pool_min: int = 2
+    db_pool_max: int = 20
+    db_acquire_timeout: float = 10.0
+    db_statement_timeout: float = 30.0
+    body_read_timeout: float = 60.0
+    shutdown_timeout: float = 30.0
+    token_cache_seconds: float = 5.0
+    workers: int = 1
+    log_level: str = "INFO"
+    allow_guest_pull: bool = False
+    instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")  # noqa: E501
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+# variable -> (field, parser): the one place the environment is read.
+_ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "GATEWAY_DATABASE_URL": ("database_url", str),
+    "GATEWAY_S3_BUCKET": ("s3_bucket", str),
+    "GATEWAY_S3_ENDPOINT_URL": ("s3_endpoint_url", parse_url),
+    "GATEWAY_S3_PUBLIC_ENDPOINT_URL": ("s3_public_endpoint_url", parse_url),
+    "GATEWAY_S3_REGION": ("s3_region", str),
+    "GATEWAY_HOST": ("host", str),
+    "GATEWAY_PORT": ("port", parse_int),
+    "GATEWAY_MAX_FILE_SIZE": ("max_file_size", parse_size),
+    "GATEWAY_DOWNLOAD_MODE": ("download_mode", choice("redirect", "proxy")),
+    "GATEWAY_STALE_UPLOAD_SECONDS": ("stale_upload_seconds", parse_int),
+    "GATEWAY_PART_SIZE": ("part_size", parse_size),
+    "GATEWAY_PARTS_IN_FLIGHT": ("parts_in_flight", parse_int),
+    "GATEWAY_BUFFER_BUDGET": ("buffer_budget", parse_size),
+    "GATEWAY_PRESIGN_EXPIRES": ("presign_expires", parse_int),
+    "GATEWAY_EXTERNAL_URL": ("external_url", parse_url),
+    "GATEWAY_S3_CONNECT_TIMEOUT": ("s3_connect_timeout", parse_float),
+    "GATEWAY_S3_READ_TIMEOUT": ("s3_read_timeout", parse_float),
+    "GATEWAY_S3_MAX_ATTEMPTS": ("s3_max_attempts", parse_int),
+    "GATEWAY_DB_POOL_MIN": ("db_pool_min", parse_int),
+    "GATEWAY_DB_POOL_MAX": ("db_pool_max", parse_int),
+    "GATEWAY_DB_ACQUIRE_TIMEOUT": ("db_acquire_timeout", parse_float),
+    "GATEWAY_DB_STATEMENT_TIMEOUT": ("db_statement_timeout", parse_float),
+    "GATEWAY_BODY_READ_TIMEOUT": ("body_read_timeout", parse_float),
+    "GATEWAY_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_float),
+    "GATEWAY_TOKEN_CACHE_SECONDS": ("token_cache_seconds", parse_float),
+    "GATEWAY_WORKERS": ("workers", parse_int),
+    "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
+    "GATEWAY_INSTANCE_ID": ("instance_id", str),
+}
+
+ENV_VARIABLES = tuple(_ENV)
+
+
+def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from ``GATEWAY_*`` variables; unknown or malformed ones raise ConfigError."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, text in env.items():
+        if not name.startswith("GATEWAY_"):
+            continue
+        if name not in _ENV:
+            raise ConfigError(
+                f"{name} is not a setting packgate knows (known: {', '.join(sorted(_ENV))})"
+            )
+        attr, parse = _ENV[name]
+        try:
+            values[attr] = parse(text)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+    values.update(overrides)
+    settings = Settings(**values)
+    validate(settings)
+    return settings
+
+
+def validate(s: Settings) -> None:
+    """Cross-field checks; raises ConfigError naming the variable at fault."""
+    names = {attr: variable for variable, (attr, _) in _ENV.items()}
+    def bad(attr: str, why: str) -> ConfigError:
+        return ConfigError(f"{names.get(attr, attr)}: {why}")
+
+    if s.part_size < 5 * MiB or s.part_size > 5 * GiB:
+        raise bad("part_size", "must be between 5MiB and 5GiB (S3's part size limits)")
+    if s.parts_in_flight < 1:
+        raise bad("parts_in_flight", "must be at least 1")
+    if s.buffer_budget < s.part_size * (s.parts_in_flight + 1):
+        raise bad("buffer_budget", "must hold one upload: part size x (parts in flight + 1)")
+    if s.max_file_size < 0:
+        raise bad("max_file_size", "must not be negative (0 means no limit)")
+    if not 0 < s.port < 65536:
+        raise bad("port", "must be between 1 and 65535")
+    if s.workers < 1:
+        raise bad("workers", "must be at least 1")
+    if s.stale_upload_seconds < 1:
+        raise bad("stale_upload_seconds", "must be at least 1")
+    if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):
+        raise bad("db_pool_max", "must be at least 1 and at least GATEWAY_DB_POOL_MIN")
+
+
+def require_serving(s: Settings) -> None:
+    """What `gateway serve` needs beyond the defaults."""
+    if not s.database_url:
+        raise ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
+    if not s.s3_bucket:
+        raise ConfigError("GATEWAY_S3_BUCKET is required")

@@ -1,0 +1,80 @@
+"""The PostgreSQL pool, its cleanup context, and one translation of outages into a JSON 503."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from gateway.config import Settings
+from gateway.errors import ServiceUnavailable
+
+log = logging.getLogger("gateway.db")
+
+# Errors that mean "the database is not there right now", as opposed to a bug in a query.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("the database is unavailable")
+
+
+class Database:
+    """A pool with bounded waits: acquiring, and every statement, time out."""
+
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self.pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Database]:
+        # min_size=0: the gateway starts, and answers 503, while PostgreSQL is still down;
+        # connections are made on demand, so service resumes by itself when it is back.
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=0,
+            max_size=settings.db_pool_max,
+            max_inactive_connection_lifetime=300,
+            timeout=settings.db_acquire_timeout,
+            command_timeout=settings.db_statement_timeout,
+            server_settings={
+                "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
+                "application_name": "packgate",
+            },
+        )
+        try:
+            yield cls(pool, settings.db_acquire_timeout)
+        finally:
+            try:
+                await asyncio.wait_for(pool.close(), 10)
+            except (TimeoutError, *UNAVAILABLE):
+                pool.terminate()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+                yield conn
+        except UNAVAILABLE as exc:
+            log.warning("database unavailable: %r", exc)
+            raise DatabaseUnavailable() from exc
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.connection() as conn, conn.transaction():
+            yield conn

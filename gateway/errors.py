@@ -1,0 +1,227 @@
+"""Error kinds a client may see, and the one middleware that renders them as GitLab does.
+
+Nothing else in the gateway builds an error body. GitLab's bodies come in three shapes:
+``{"message": "..."}`` from its helpers, ``{"error": "..."}`` from Grape (validation, routing) and
+the OAuth form ``{"error": code, "error_description": ...}`` for token failures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger("gateway.errors")
+
+API_HEADERS = {"X-Frame-Options": "SAMEORIGIN", "X-Content-Type-Options": "nosniff"}
+BASIC_CHALLENGE = 'Basic realm="GitLab Packages Registry"'
+
+
+class GatewayError(Exception):
+    """Anything a client may see. Subclasses fix the status; the message is GitLab's text."""
+
+    status = 500
+    key = "message"
+
+    def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
+        self.message = message if message is not None else self.default_message()
+        self.headers = headers or {}
+        super().__init__(self.message)
+
+    def default_message(self) -> str:
+        return "500 Internal Server Error"
+
+    def body(self) -> dict[str, Any]:
+        return {self.key: self.message}
+
+
+class BadRequest(GatewayError):
+    status = 400
+
+    def __init__(self, detail: str | None = None):
+        super().__init__("400 Bad request" + (f" - {detail}" if detail else ""))
+
+
+class InvalidParameters(GatewayError):
+    """Grape's validation errors: ``{"error": "a is invalid, b is invalid"}``."""
+
+    status = 400
+    key = "error"
+
+    def __init__(self, messages: list[str]):
+        super().__init__(", ".join(messages))
+
+
+class Unauthorized(GatewayError):
+    status = 401
+
+    def __init__(self, detail: str | None = None, *, challenge: str = BASIC_CHALLENGE):
+        super().__init__(
+            "401 Unauthorized" + (f" - {detail}" if detail else ""),
+            headers={"WWW-Authenticate": challenge},
+        )
+
+
+class InvalidToken(GatewayError):
+    """An expired or revoked token (OAuth-style body)."""
+
+    status = 401
+    EXPIRED = "Token is expired. You can either do re-authorization or token refresh."
+    REVOKED = "Token was revoked. You have to re-authorize from the user."
+
+    def __init__(self, description: str):
+        self.description = description
+        super().__init__(
+            description,
+            headers={
+                "WWW-Authenticate": 'Bearer realm="Protected by OAuth 2.0", error="invalid_token", '
+                f'error_description="{description}"'
+            },
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {"error": "invalid_token", "error_description": self.description}
+
+
+class InsufficientScope(GatewayError):
+    status = 403
+
+    def __init__(self, scope: str = "api read_api"):
+        self.scope = scope
+        super().__init__("insufficient_scope")
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": "insufficient_scope",
+            "error_description": "The request requires higher privileges than provided by the "
+            "access token.",
+            "scope": self.scope,
+        }
+
+
+class Forbidden(GatewayError):
+    status = 403
+
+    def __init__(self, detail: str | None = None):
+        super().__init__("403 Forbidden" + (f" - {detail}" if detail else ""))
+
+
+class NotFound(GatewayError):
+    """``404 Not Found``, or ``404 <Resource> Not Found`` when a resource is named."""
+
+    status = 404
+
+    def __init__(self, resource: str | None = None):
+        super().__init__(f"404 {resource} Not Found" if resource else "404 Not Found")
+
+
+class RecordNotFound(GatewayError):
+    """ActiveRecord::RecordNotFound as GitLab renders it (lower-case "found")."""
+
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("404 Not found")
+
+
+class NoRoute(GatewayError):
+    status = 404
+    key = "error"
+
+    def __init__(self) -> None:
+        super().__init__("404 Not Found")
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    key = "error"
+
+    def __init__(self, allowed: set[str] | None = None):
+        headers = {"Allow": ", ".join(sorted(allowed))} if allowed else None
+        super().__init__("405 Not Allowed", headers=headers)
+
+
+class Conflict(GatewayError):
+    status = 409
+
+    def __init__(self, message: str = "409 Conflict"):
+        super().__init__(message)
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+
+    def __init__(self) -> None:
+        super().__init__("413 Request Entity Too Large")
+
+
+class UnprocessableEntity(GatewayError):
+    status = 422
+
+    def __init__(self, message: str = "422 Unprocessable Entity"):
+        super().__init__(message)
+
+
+class ServiceUnavailable(GatewayError):
+    """PostgreSQL or S3 cannot be reached; retrying later will work."""
+
+    status = 503
+
+    def __init__(self, detail: str | None = None):
+        super().__init__("503 Service Unavailable" + (f" - {detail}" if detail else ""))
+
+
+class RequestTimeout(GatewayError):
+    status = 408
+
+    def __init__(self) -> None:
+        super().__init__("408 Request Timeout - the request body stopped arriving")
+
+
+class ClientGone(Exception):
+    """The client hung up mid-request; nobody is left to answer (logged as 499)."""
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Compact JSON as GitLab sends it, with its API headers."""
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        content_type="application/json",
+        headers={**API_HEADERS, **(headers or {})},
+    )
+
+
+def render(err: GatewayError) -> web.Response:
+    return json_response(err.body(), err.status, err.headers)
+
+
+@web.middleware
+async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Map every failure to GitLab's JSON; never let a traceback reach the client."""
+    try:
+        return await handler(request)
+    except GatewayError as err:
+        return render(err)
+    except web.HTTPNotFound:
+        return render(NoRoute())
+    except web.HTTPMethodNotAllowed as exc:
+        return render(MethodNotAllowed(set(exc.allowed_methods)))
+    except web.HTTPRequestEntityTooLarge:
+        return render(PayloadTooLarge())
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
+    except (ClientGone, ConnectionResetError, asyncio.CancelledError):
+        # The peer is gone; there is nobody to answer. Re-raise cancellation for aiohttp.
+        log.info("client gone", extra={"status": 499, "path": request.path})
+        raise
+    except Exception:
+        log.exception("unexpected error", extra={"path": request.path})
+        return render(GatewayError())

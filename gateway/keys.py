@@ -1,0 +1,20 @@
+"""Typed application state (``web.AppKey``), declared in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.auth import Authenticator
+from gateway.config import Settings
+from gateway.db.pool import Database
+from gateway.hashing import HashPools
+from gateway.storage import ObjectStore
+from gateway.uploads import BufferPool, UploadContext
+
+settings = web.AppKey("settings", Settings)
+db = web.AppKey("db", Database)
+store = web.AppKey("store", ObjectStore)
+authenticator = web.AppKey("authenticator", Authenticator)
+hash_pools = web.AppKey("hash_pools", HashPools)
+buffers = web.AppKey("buffers", BufferPool)
+uploads = web.AppKey("uploads", UploadContext)

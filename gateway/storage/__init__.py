@@ -1,0 +1,98 @@
+"""The storage interface: what the gateway needs from an object store, and nothing more.
+
+Implementations: ``storage.s3.S3Store`` (aiobotocore), ``storage.memory.MemoryStore`` (keeps
+bytes, for tests) and ``storage.memory.NullStore`` (discards bytes, for benchmarks). Backend
+errors are translated here once: callers see ``ObjectNotFound`` and ``StorageUnavailable``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import ServiceUnavailable
+
+
+def new_object_key() -> str:
+    """The one object key layout: opaque, never built from user input; the two-character
+    prefix spreads keys over the store's partitions."""
+    u = uuid.uuid4().hex
+    return f"packages/{u[:2]}/{u}"
+
+
+class ObjectNotFound(Exception):
+    """No object under that key."""
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The object store cannot be reached or keeps failing; a client sees a JSON 503."""
+
+    def __init__(self, detail: str = "object storage is unavailable") -> None:
+        super().__init__(detail)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenUpload:
+    """A multipart upload that was started and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+
+
+class PartSink(Protocol):
+    """Takes an object's parts. Nothing is visible until ``commit()`` returns.
+
+    ``write_part`` may be called for several parts at once (part numbers from 1, any order);
+    it retries a failed part from the buffer it was given before giving up, and does not keep
+    a reference to the buffer after it returns.
+    """
+
+    key: str
+    upload_id: str
+
+    async def write_part(self, number: int, data: memoryview, crc32: int) -> None: ...
+
+    async def commit(self) -> None:
+        """The whole object appears, or this raises (and the upload is aborted)."""
+
+    async def abort(self) -> None:
+        """No object and no open multipart upload remain. Safe to call twice."""
+
+
+class ObjectStore(Protocol):
+    name: str
+
+    async def put_object(self, key: str, data: memoryview, crc32: int) -> None:
+        """Store a small object in one request; it is visible when this returns."""
+
+    async def open_sink(self, key: str) -> PartSink:
+        """Start a multipart upload of ``key``."""
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort an upload started by another process (the sweeper); missing is fine."""
+
+    async def stat(self, key: str) -> ObjectInfo:
+        """Raises ObjectNotFound."""
+
+    async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
+        """A presigned GET URL, or None when the gateway must stream the bytes itself."""
+
+    def read(self, key: str) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks. Raises ObjectNotFound."""
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; a missing object is not an error."""
+
+    async def list_keys(self) -> list[str]:
+        """Every stored object key (tests, audits)."""
+
+    async def list_open_uploads(self) -> list[OpenUpload]:
+        """Multipart uploads neither completed nor aborted."""

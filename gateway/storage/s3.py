@@ -1,0 +1,240 @@
+"""The S3 store, on aiobotocore: multipart uploads, presigned URLs, aborts.
+
+botocore signs (SigV4), pools connections and retries with backoff; this module adds only what
+S3 leaves to the caller: CRC32 part checksums, the complete/abort pairing, and one translation
+of backend errors into the storage interface's errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway.config import Settings
+from gateway.storage import ObjectInfo, ObjectNotFound, OpenUpload, StorageUnavailable
+
+log = logging.getLogger("gateway.storage.s3")
+
+_MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
+_READ_CHUNK = 1024 * 1024
+
+
+def _b64crc(crc32: int) -> str:
+    return base64.b64encode(crc32.to_bytes(4, "big")).decode()
+
+
+def _body(data: memoryview) -> bytes | bytearray:
+    """botocore takes bytes or bytearray, not memoryview: hand over a whole part buffer as it
+    is, and copy only a short final part."""
+    whole = data.obj
+    if isinstance(whole, bytes | bytearray) and len(whole) == len(data):
+        return whole
+    return bytes(data)
+
+
+def _is_missing(exc: ClientError) -> bool:
+    err = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return err.get("Code") in _MISSING or status == 404
+
+
+@contextlib.contextmanager
+def translate_errors(action: str) -> Iterator[None]:
+    """Backend errors become the interface's: missing → ObjectNotFound, the rest → 503."""
+    try:
+        yield
+    except ClientError as exc:
+        if _is_missing(exc):
+            raise ObjectNotFound(action) from exc
+        log.warning("s3 %s failed: %s", action, exc)
+        raise StorageUnavailable() from exc
+    except (TimeoutError, BotoCoreError, OSError) as exc:
+        log.warning("s3 %s failed: %s", action, exc)
+        raise StorageUnavailable() from exc
+
+
+class S3Sink:
+    """One multipart upload; every part carries a CRC32 that Complete repeats."""
+
+    def __init__(self, store: S3Store, key: str, upload_id: str) -> None:
+        self.key = key
+        self.upload_id = upload_id
+        self._store = store
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._finished = False
+
+    async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
+        checksum = _b64crc(crc32)
+        with translate_errors("upload_part"):
+            resp = await self._store.client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=_body(data),
+                ContentLength=len(data),
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=checksum,
+            )
+        # Some servers (rclone) do not echo the checksum: send the one computed here.
+        self._parts[number] = {
+            "PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum
+        }
+
+    async def commit(self) -> None:
+        try:
+            with translate_errors("complete_multipart_upload"):
+                await self._store.client.complete_multipart_upload(
+                    Bucket=self._store.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    MultipartUpload={"Parts": [self._parts[n] for n in sorted(self._parts)]},
+                )
+        except BaseException:
+            await self.abort()
+            raise
+        self._finished = True
+
+    async def abort(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        await self._store.abort_upload(self.key, self.upload_id)
+
+
+class S3Store:
+    """ObjectStore on an S3 API. Open it with ``async with S3Store.open(settings) as store``."""
+
+    name = "s3"
+
+    def __init__(self, client: Any, presign_client: Any, bucket: str, proxy: bool) -> None:
+        self.client = client
+        self._presign = presign_client
+        self.bucket = bucket
+        self._proxy = proxy
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[S3Store]:
+        session = get_session()
+        config = AioConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            # Checksums are computed off the event loop by the upload pipeline and passed in.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            max_pool_connections=max(64, settings.parts_in_flight * 32),
+        )
+        common: dict[str, Any] = {"region_name": settings.s3_region, "config": config}
+        if settings.s3_access_key_id:
+            common["aws_access_key_id"] = settings.s3_access_key_id
+            common["aws_secret_access_key"] = settings.s3_secret_access_key
+        async with AsyncExitStack() as stack:
+            client = await stack.enter_async_context(
+                session.create_client("s3", endpoint_url=settings.s3_endpoint_url, **common)
+            )
+            presign = client
+            public = settings.s3_public_endpoint_url
+            if public and public != settings.s3_endpoint_url:
+                presign = await stack.enter_async_context(
+                    session.create_client("s3", endpoint_url=public, **common)
+                )
+            yield cls(client, presign, settings.s3_bucket, settings.download_mode == "proxy")
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket if it is missing (development and tests)."""
+        with translate_errors("create_bucket"):
+            try:
+                await self.client.head_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if not _is_missing(exc):
+                    raise
+                await self.client.create_bucket(Bucket=self.bucket)
+
+    async def put_object(self, key: str, data: memoryview, crc32: int) -> None:
+        with translate_errors("put_object"):
+            await self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=_body(data),
+                ContentLength=len(data),
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=_b64crc(crc32),
+            )
+
+    async def open_sink(self, key: str) -> S3Sink:
+        with translate_errors("create_multipart_upload"):
+            resp = await self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32"
+            )
+        return S3Sink(self, key, resp["UploadId"])
+
+    async def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            with translate_errors("abort_multipart_upload"):
+                await self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+        except ObjectNotFound:
+            pass
+
+    async def stat(self, key: str) -> ObjectInfo:
+        with translate_errors("head_object"):
+            resp = await self.client.head_object(Bucket=self.bucket, Key=key)
+        return ObjectInfo(key, resp["ContentLength"])
+
+    async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
+        if self._proxy:
+            return None
+        return await self._presign.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                "ResponseContentDisposition": disposition,
+                "ResponseContentType": "application/octet-stream",
+            },
+            ExpiresIn=expires,
+        )
+
+    async def read(self, key: str) -> AsyncIterator[bytes]:
+        with translate_errors("get_object"):
+            resp = await self.client.get_object(Bucket=self.bucket, Key=key)
+        async with resp["Body"] as body:
+            with translate_errors("get_object"):
+                async for chunk in body.iter_chunks(_READ_CHUNK):
+                    yield chunk
+
+    async def delete(self, key: str) -> None:
+        try:
+            with translate_errors("delete_object"):
+                await self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            pass
+
+    async def list_keys(self) -> list[str]:
+        keys: list[str] = []
+        with translate_errors("list_objects_v2"):
+            paginator = self.client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket):
+                keys.extend(o["Key"] for o in page.get("Contents", []))
+        return keys
+
+    async def list_open_uploads(self) -> list[OpenUpload]:
+        uploads: list[OpenUpload] = []
+        with translate_errors("list_multipart_uploads"):
+            paginator = self.client.get_paginator("list_multipart_uploads")
+            async for page in paginator.paginate(Bucket=self.bucket):
+                uploads.extend(OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+        return uploads

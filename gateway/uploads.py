@@ -1,0 +1,353 @@
+"""Receiving an upload: body → part buffers → hashing → object store, memory bounded.
+
+The body is read in whatever chunks the socket delivers and copied into reused part buffers.
+A full part is hashed and sent while the next one is read, with at most ``parts_in_flight``
+parts on their way to S3. A body smaller than one part goes up as one PutObject. Every part
+buffer of the process comes from one budget; an upload that finds it spent waits, which stops
+reading its socket and so pushes back on the client.
+
+Anything that fails before the object is complete aborts it: no object and no open multipart
+upload are left, and the pending-upload row is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.config import GiB, MiB, Settings, TiB
+from gateway.db import packages as q
+from gateway.db.pool import Database
+from gateway.errors import BadRequest, ClientGone, RequestTimeout
+from gateway.hashing import Digests, Hasher, HashPools
+from gateway.storage import ObjectStore, PartSink
+
+log = logging.getLogger("gateway.uploads")
+
+MAX_PARTS = 10_000
+MAX_OBJECT_SIZE = 5 * TiB
+MAX_PART_SIZE = 5 * GiB
+# With an unknown length, the part size doubles every this many parts: 10 steps of 1,000 parts
+# from 8 MiB reach 8 TiB, above S3's 5 TiB object limit, with no part above 4 GiB.
+_PARTS_PER_STEP = 1_000
+
+
+def part_size_for(part_number: int, size: int | None, base: int) -> int:
+    """Size of part ``part_number`` (from 1) so that any object up to 5 TiB fits in 10,000 parts.
+
+    A known size gets one even part size, rounded up to whole MiB. An unknown size (chunked
+    body) starts at ``base`` and doubles every 1,000 parts.
+    """
+    if size is not None:
+        needed = -(-size // MAX_PARTS)
+        return max(base, -(-needed // MiB) * MiB)
+    step = (part_number - 1) // _PARTS_PER_STEP
+    return min(base << step, MAX_PART_SIZE)
+
+
+class BodyStream(Protocol):
+    """What the upload needs of a request body (aiohttp's StreamReader has it)."""
+
+    async def readany(self) -> bytes: ...
+
+
+class FileTooLarge(BadRequest):
+    def __init__(self) -> None:
+        super().__init__("File is too large")
+
+
+def check_declared_size(content_length: int | None, max_file_size: int) -> None:
+    """GitLab rejects ``size >= limit`` (0 disables the limit); refused before any body byte."""
+    if content_length is not None and max_file_size > 0 and content_length >= max_file_size:
+        raise FileTooLarge()
+
+
+class BufferPool:
+    """Part buffers shared by every upload of a process, within a byte budget.
+
+    ``acquire`` waits while the budget is spent; a buffer larger than the whole budget is still
+    granted when nothing else is out, so no upload can wait forever.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.used = 0
+        self.peak = 0
+        self._free: dict[int, list[bytearray]] = {}
+        self._free_bytes = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, size: int) -> bytearray:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used == 0 or self.used + size <= self.budget)
+            self.used += size
+            self.peak = max(self.peak, self.used)
+            free = self._free.get(size)
+            if free:
+                self._free_bytes -= size
+                return free.pop()
+            # Make room: drop idle buffers of other sizes before allocating.
+            for other in list(self._free):
+                while self._free[other] and self.used + self._free_bytes > self.budget:
+                    self._free[other].pop()
+                    self._free_bytes -= other
+            return bytearray(size)
+
+    async def release(self, buf: bytearray, *, reuse: bool = True) -> None:
+        """Return a buffer. ``reuse=False`` when a worker thread may still read it."""
+        async with self._cond:
+            self.used -= len(buf)
+            if reuse and self.used + self._free_bytes + len(buf) <= self.budget:
+                self._free.setdefault(len(buf), []).append(buf)
+                self._free_bytes += len(buf)
+            self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    key: str
+    size: int
+    digests: Digests
+
+
+@dataclass(frozen=True, slots=True)
+class UploadLimits:
+    max_file_size: int
+    part_size: int
+    parts_in_flight: int
+    body_read_timeout: float
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> UploadLimits:
+        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout)
+
+
+class _Reader:
+    """Fills part buffers from the body; cuts off a client that stops sending."""
+
+    def __init__(self, body: BodyStream, timeout: float) -> None:
+        self._body = body
+        self._timeout = timeout
+        self._pending = b""
+        self.eof = False
+
+    async def fill(self, buf: bytearray, want: int) -> int:
+        view = memoryview(buf)
+        n = 0
+        if self._pending:
+            take = min(len(self._pending), want)
+            view[:take] = self._pending[:take]
+            self._pending = self._pending[take:]
+            n = take
+        while n < want and not self.eof:
+            try:
+                async with asyncio.timeout(self._timeout):
+                    chunk = await self._body.readany()
+            except TimeoutError:
+                raise RequestTimeout() from None
+            except OSError as exc:
+                raise ClientGone(str(exc)) from exc
+            if not chunk:
+                self.eof = True
+                break
+            take = min(len(chunk), want - n)
+            view[n : n + take] = chunk[:take] if take < len(chunk) else chunk
+            n += take
+            if take < len(chunk):
+                self._pending = chunk[take:]
+        return n
+
+
+async def stream_to_store(
+    body: BodyStream,
+    store: ObjectStore,
+    key: str,
+    *,
+    size: int | None,
+    limits: UploadLimits,
+    buffers: BufferPool,
+    pools: HashPools,
+    on_multipart: Callable[[str], Awaitable[None]] | None = None,
+    on_part: Callable[[], Awaitable[None]] | None = None,
+    on_cleaned: Callable[[], Awaitable[None]] | None = None,
+) -> StoredObject:
+    """Stream ``body`` into ``key``; the object exists only if this returns.
+
+    ``on_multipart`` receives the upload id once a multipart upload is started (to record it),
+    ``on_part`` runs after each part is queued (heartbeat), ``on_cleaned`` runs after a failure
+    once nothing is left in the store (when the store cannot be reached, it does not run, and
+    the sweeper finishes the job later).
+    """
+    reader = _Reader(body, limits.body_read_timeout)
+    hasher = Hasher(pools)
+    sink: PartSink | None = None
+    in_flight: set[asyncio.Task[None]] = set()
+    held: list[bytearray] = []
+    total = 0
+    number = 0
+    ok = False
+    put_attempted = False
+
+    async def send(
+        part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
+    ) -> None:
+        assert sink is not None
+        crc = await pools.crc32(view)
+        await sink.write_part(part, view, crc)
+        await hashed
+        held.remove(buf)
+        await buffers.release(buf)
+
+    try:
+        while True:
+            want = part_size_for(number + 1, size, limits.part_size)
+            buf = await buffers.acquire(want)
+            held.append(buf)
+            n = await reader.fill(buf, want)
+            total += n
+            if limits.max_file_size > 0 and total >= limits.max_file_size:
+                raise FileTooLarge()
+            view = memoryview(buf)[:n]
+            if number == 0 and n < want:
+                # The whole body fits in one part: a single PutObject.
+                crc, _ = await asyncio.gather(pools.crc32(view), hasher.feed(view))
+                put_attempted = True
+                await store.put_object(key, view, crc)
+                break
+            if n == 0:
+                held.remove(buf)
+                await buffers.release(buf)
+                break
+            if sink is None:
+                sink = await store.open_sink(key)
+                if on_multipart is not None:
+                    await on_multipart(sink.upload_id)
+            while len(in_flight) >= limits.parts_in_flight:
+                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    in_flight.discard(task)
+                    task.result()
+            number += 1
+            if number > MAX_PARTS:
+                raise FileTooLarge()
+            task = asyncio.create_task(send(number, buf, view, hasher.feed(view)))
+            in_flight.add(task)
+            if on_part is not None:
+                await on_part()
+            if n < want:
+                break
+        if in_flight:
+            await asyncio.gather(*in_flight)
+            in_flight.clear()
+        digests = await hasher.digests()
+        if sink is not None:
+            await sink.commit()
+        ok = True
+        return StoredObject(key, total, digests)
+    finally:
+        if not ok:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            await hasher.cancel()
+            await asyncio.shield(_clean_up(store, key, sink, put_attempted, on_cleaned))
+        for buf in held:
+            # On failure a worker thread may still be reading: drop rather than reuse.
+            await buffers.release(buf, reuse=ok)
+        held.clear()
+
+
+async def _clean_up(
+    store: ObjectStore,
+    key: str,
+    sink: PartSink | None,
+    put_attempted: bool,
+    on_cleaned: Callable[[], Awaitable[None]] | None,
+) -> None:
+    try:
+        if sink is not None:
+            await sink.abort()
+        elif put_attempted:
+            # The request may have reached S3 even though its answer did not reach us.
+            await store.delete(key)
+    except Exception as exc:
+        log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
+        return
+    if on_cleaned is not None:
+        try:
+            await on_cleaned()
+        except Exception as exc:
+            log.warning("could not drop the pending row of %s, the sweeper will: %s", key, exc)
+
+
+class Heartbeat:
+    """Calls ``beat`` at most once per ``interval`` seconds."""
+
+    def __init__(self, beat: Callable[[], Awaitable[None]], interval: float) -> None:
+        self._beat = beat
+        self._interval = interval
+        self._last = time.monotonic()
+
+    async def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self._last >= self._interval:
+            self._last = now
+            try:
+                await self._beat()
+            except Exception as exc:
+                # A short database blip must not kill a long upload; the commit decides.
+                log.warning("heartbeat failed: %s", exc)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadContext:
+    """What every upload of a process shares."""
+
+    db: Database
+    store: ObjectStore
+    buffers: BufferPool
+    pools: HashPools
+    limits: UploadLimits
+    instance: str
+    heartbeat_interval: float
+
+
+async def receive(
+    ctx: UploadContext, body: BodyStream, key: str, *, project_id: int, size: int | None
+) -> StoredObject:
+    """Record a pending upload of ``key``, then stream the body into it.
+
+    The pending row outlives a crash of this process, so the sweeper can abort what was left;
+    it is dropped here on failure once the store is clean, and by the commit on success.
+    """
+    async with ctx.db.connection() as conn:
+        await q.insert_pending_upload(conn, key, ctx.instance, project_id)
+
+    async def record_upload_id(upload_id: str) -> None:
+        async with ctx.db.connection() as conn:
+            await q.set_pending_upload_id(conn, key, upload_id)
+
+    async def beat() -> None:
+        async with ctx.db.connection() as conn:
+            await q.heartbeat_pending_upload(conn, key)
+
+    async def drop_pending() -> None:
+        async with ctx.db.connection() as conn:
+            await q.delete_pending_upload(conn, key)
+
+    return await stream_to_store(
+        body,
+        ctx.store,
+        key,
+        size=size,
+        limits=ctx.limits,
+        buffers=ctx.buffers,
+        pools=ctx.pools,
+        on_multipart=record_upload_id,
+        on_part=Heartbeat(beat, ctx.heartbeat_interval),
+        on_cleaned=drop_pending,
+    )
