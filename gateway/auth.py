@@ -334,3 +334,48 @@ def require_destroy_package(who: Principal, access: ProjectAccess | None) -> Pro
     if not access.destroy_package:
         raise Forbidden()
     return access
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAccess:
+    """A group as one caller sees it."""
+
+    group: asyncpg.Record
+    level: int
+    read_group: bool
+    admin_group: bool  # Owner or administrator: settings, deletion
+
+    @property
+    def group_id(self) -> int:
+        return self.group["id"]
+
+
+def group_abilities(who: Principal, row: asyncpg.Record) -> GroupAccess:
+    level = row["access_level"] if who.kind == "user" else 0
+    signed_in = who.kind == "user" and not who.external
+    deploy = who.kind == "deploy_token" and who.deploy_group_id in row["ancestor_ids"]
+    visibility = row["visibility"]
+    read_group = (
+        who.is_admin
+        or level >= GUEST
+        or visibility == "public"
+        or (visibility == "internal" and signed_in)
+        or deploy
+    )
+    return GroupAccess(row, level, read_group, who.is_admin or level >= OWNER)
+
+
+async def group_access(db: Database, who: Principal, ref: str) -> GroupAccess | None:
+    """The group named by ``ref`` (id or full path) as ``who`` sees it; None if missing."""
+    async with db.connection() as conn:
+        row = await identity.group_for_caller(conn, ref, who.user_id)
+    if row is None:
+        return None
+    return group_abilities(who, row)
+
+
+def require_group_visible(who: Principal, access: GroupAccess | None) -> GroupAccess:
+    """GitLab's ``find_group!``: a missing or invisible group is ``404 Group Not Found``."""
+    if access is None or not access.read_group:
+        raise NotFound("Group")
+    return access

@@ -169,3 +169,52 @@ async def project_for_caller(conn: Conn, ref: str, user_id: int | None) -> async
         return None
     namespace, _, path = ref.rpartition("/")
     return await conn.fetchrow(PROJECT_FOR_CALLER_BY_PATH, namespace, uid, path)
+
+
+# --- groups as a caller sees them ---------------------------------------------------------
+
+# One group with the caller's effective access level: the highest membership in it or in any
+# ancestor group (members are inherited downwards).
+_GROUP_FOR_CALLER = """
+WITH RECURSIVE g AS (
+    SELECT * FROM namespaces WHERE kind = 'group' AND {where}
+), ancestors AS (
+    SELECT n.id, n.parent_id FROM namespaces n JOIN g ON n.id = g.id
+    UNION ALL
+    SELECT n.id, n.parent_id FROM namespaces n JOIN ancestors a ON n.id = a.parent_id
+)
+SELECT g.*,
+       ARRAY(SELECT id FROM ancestors) AS ancestor_ids,
+       COALESCE((SELECT max(access_level) FROM group_members m
+                  WHERE m.group_id IN (SELECT id FROM ancestors) AND m.user_id = $2
+                    AND (m.expires_at IS NULL OR m.expires_at > current_date)), 0) AS access_level
+FROM g
+"""
+
+GROUP_FOR_CALLER_BY_ID = _GROUP_FOR_CALLER.format(where="id = $1")
+GROUP_FOR_CALLER_BY_PATH = _GROUP_FOR_CALLER.format(where="lower(full_path) = lower($1)")
+
+# Every group below a group, itself included (group-wide package lists, group deploy tokens).
+GROUP_AND_DESCENDANT_IDS = """
+WITH RECURSIVE d AS (
+    SELECT id FROM namespaces WHERE id = $1
+    UNION ALL
+    SELECT n.id FROM namespaces n JOIN d ON n.parent_id = d.id
+)
+SELECT array_agg(id) FROM d
+"""
+
+
+async def group_for_caller(conn: Conn, ref: str, user_id: int | None) -> asyncpg.Record | None:
+    """``ref`` is a numeric id or a full path (``acme`` or ``acme/sub``), case-insensitive."""
+    uid = user_id or 0
+    if ref.lstrip("-").isdigit():
+        gid = int(ref)
+        if not -(2**63) <= gid < 2**63:
+            return None
+        return await conn.fetchrow(GROUP_FOR_CALLER_BY_ID, gid, uid)
+    return await conn.fetchrow(GROUP_FOR_CALLER_BY_PATH, ref, uid)
+
+
+async def group_and_descendant_ids(conn: Conn, group_id: int) -> list[int]:
+    return list(await conn.fetchval(GROUP_AND_DESCENDANT_IDS, group_id) or [])

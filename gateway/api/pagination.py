@@ -1,0 +1,100 @@
+"""GitLab's offset pagination: ``page``/``per_page`` in, X-* headers and ``Link`` out.
+
+python-gitlab follows ``Link: <…>; rel="next"`` and warns unless that URL starts with the base
+URL it was given, so links are absolute and built from the external URL clients use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from gateway import keys
+from gateway.errors import InvalidParameters
+
+MAX_PER_PAGE = 100
+DEFAULT_PER_PAGE = 20
+# Above this many rows GitLab stops counting: X-Total, X-Total-Pages and rel="last" are left out.
+COUNT_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    page: int
+    per_page: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.per_page
+
+    @property
+    def limit(self) -> int:
+        return self.per_page
+
+
+def _int_param(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidParameters([f"{name} is invalid"]) from None
+
+
+def page_of(request: web.Request) -> Page:
+    """The requested page; ``per_page`` is capped at 100, ``per_page=0`` is refused as GitLab
+    does, and a page below 1 is read as page 1."""
+    page = _int_param(request, "page", 1)
+    per_page = _int_param(request, "per_page", DEFAULT_PER_PAGE)
+    if per_page == 0:
+        raise InvalidParameters(["per_page has a value not allowed"])
+    if per_page < 0:
+        per_page = DEFAULT_PER_PAGE
+    return Page(max(page, 1), min(per_page, MAX_PER_PAGE))
+
+
+def external_base(request: web.Request) -> str:
+    """Scheme and host clients use: the configured URL, else the forwarded or direct ones."""
+    configured = request.app[keys.settings].external_url
+    if configured:
+        return configured
+    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+    return f"{proto}://{host}"
+
+
+def headers(request: web.Request, page: Page, total: int) -> dict[str, str]:
+    """X-Page, X-Per-Page, X-Next-Page, X-Prev-Page, X-Total, X-Total-Pages and Link."""
+    counted = total <= COUNT_LIMIT
+    total_pages = max(1, -(-total // page.per_page))
+    has_next = page.page < total_pages
+    has_prev = page.page > 1
+    base = external_base(request) + request.path
+    params = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
+
+    def link(n: int, rel: str) -> str:
+        query = urlencode(sorted({**params, "page": str(n), "per_page": str(page.per_page)}.items()))
+        return f'<{base}?{query}>; rel="{rel}"'
+
+    links = []
+    if has_prev:
+        links.append(link(page.page - 1, "prev"))
+    if has_next:
+        links.append(link(page.page + 1, "next"))
+    links.append(link(1, "first"))
+    if counted:
+        links.append(link(total_pages, "last"))
+    out = {
+        "X-Page": str(page.page),
+        "X-Per-Page": str(page.per_page),
+        "X-Next-Page": str(page.page + 1) if has_next else "",
+        "X-Prev-Page": str(page.page - 1) if has_prev else "",
+        "Link": ", ".join(links),
+    }
+    if counted:
+        out["X-Total"] = str(total)
+        out["X-Total-Pages"] = str(total_pages)
+    return out
