@@ -76,7 +76,9 @@ def headers(request: web.Request, page: Page, total: int) -> dict[str, str]:
     params = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
 
     def link(n: int, rel: str) -> str:
-        query = urlencode(sorted({**params, "page": str(n), "per_page": str(page.per_page)}.items()))
+        query = urlencode(
+            sorted({**params, "page": str(n), "per_page": str(page.per_page)}.items())
+        )
         return f'<{base}?{query}>; rel="{rel}"'
 
     links = []
