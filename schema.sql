@@ -120,6 +120,40 @@ CREATE TABLE IF NOT EXISTS job_tokens (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS job_tokens_digest_key ON job_tokens (token_digest);
 
+-- Identity, second part: the fields the administration API reads and writes.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS can_create_group boolean NOT NULL DEFAULT true;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS projects_limit integer NOT NULL DEFAULT 100000;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS private_profile boolean NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS note text;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bio text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS location text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS organization text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS job_title text NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN IF NOT EXISTS public_email text;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS website_url text NOT NULL DEFAULT '';
+-- Account passwords are never accepted by the API (tokens only); kept as a salted scrypt digest.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS password_digest text;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS confirmed_at timestamptz;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+-- The bot behind a project or group access token belongs to that resource and goes with it.
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bot_project_id bigint REFERENCES projects (id) ON DELETE CASCADE;
+ALTER TABLE users ADD COLUMN IF NOT EXISTS bot_group_id bigint REFERENCES namespaces (id) ON DELETE CASCADE;
+
+-- GitLab's package_registry_access_level (disabled | private | enabled | public). NULL: derived
+-- from packages_enabled and the visibility, as GitLab sets it when packages_enabled changes.
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS package_registry_access_level text
+    CHECK (package_registry_access_level IN ('disabled', 'private', 'enabled', 'public'));
+ALTER TABLE projects ADD COLUMN IF NOT EXISTS updated_at timestamptz NOT NULL DEFAULT now();
+
+ALTER TABLE personal_access_tokens ADD COLUMN IF NOT EXISTS previous_id bigint;
+-- Project and group access tokens keep the role they were created with, also once revoked.
+ALTER TABLE personal_access_tokens ADD COLUMN IF NOT EXISTS access_level integer;
+-- "Acme / Sub", GitLab's full_name, kept beside full_path (NULL: a top-level name).
+ALTER TABLE namespaces ADD COLUMN IF NOT EXISTS full_name text;
+ALTER TABLE job_tokens ADD COLUMN IF NOT EXISTS revoked boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS deploy_tokens_project_idx ON deploy_tokens (project_id);
+CREATE INDEX IF NOT EXISTS deploy_tokens_group_idx ON deploy_tokens (group_id);
+
 -- Packages. status: 0 default, 1 hidden, 2 processing, 3 error, 4 pending_destruction,
 -- 5 deprecated (GitLab's integers). package_type 7 is generic.
 CREATE TABLE IF NOT EXISTS packages (

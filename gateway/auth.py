@@ -23,6 +23,7 @@ import asyncpg
 from gateway.db import identity
 from gateway.db.pool import Database
 from gateway.errors import (
+    BASIC_CHALLENGE,
     Forbidden,
     InsufficientScope,
     InvalidToken,
@@ -37,6 +38,9 @@ DEPLOY_PREFIX = "gldt-"
 JOB_PREFIX = "glcbt-"
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+# Scopes every API route registers (``lib/api/api.rb``); read_api counts only on GET/HEAD. The
+# insufficient-scope body lists them all.
+API_SCOPES = "api read_api"
 _BLOCKED = {
     "blocked": "Your account has been blocked.",
     "deactivated": "Your account has been deactivated by your administrator. "
@@ -126,6 +130,9 @@ class _TokenCache:
             return None
         return hit[1]
 
+    def clear(self) -> None:
+        self._rows.clear()
+
     def put(self, table: str, digest: bytes, row: Any) -> None:
         if self._ttl <= 0:
             return
@@ -138,6 +145,10 @@ class Authenticator:
     def __init__(self, db: Database, cache_seconds: float = 0.0) -> None:
         self._db = db
         self._cache = _TokenCache(cache_seconds)
+
+    def forget_cached(self) -> None:
+        """Drop every cached token (after a revocation, so this process honours it at once)."""
+        self._cache.clear()
 
     async def _lookup(self, table: str, token: str) -> Any:
         prefix = {"pat": PAT_PREFIX, "deploy": DEPLOY_PREFIX, "job": JOB_PREFIX}[table]
@@ -161,9 +172,12 @@ class Authenticator:
         return row
 
     async def authenticate(
-        self, creds: Credentials, method: str, *, job_token_basic: bool = True
+        self, creds: Credentials, method: str, *, job_token_basic: bool = True,
+        challenge: str | None = BASIC_CHALLENGE,
     ) -> Principal:
-        """GitLab's resolution order; raises its 401/403 for bad, expired or weak tokens."""
+        """GitLab's resolution order on the package routes, where deploy and job tokens count
+        too; raises its 401/403 for bad, expired or weak tokens. ``challenge`` is the
+        ``WWW-Authenticate`` value of a plain 401 (the Packages realm on package routes)."""
         # 1. deploy token (unknown ones are ignored)
         candidate = creds.basic_password or creds.deploy_token or creds.bearer
         if candidate and (row := await self._lookup("deploy", candidate)):
@@ -179,19 +193,8 @@ class Authenticator:
         if creds.bearer and (row := await self._lookup("job", creds.bearer)):
             return self._job_principal(row)
         # 3. personal (project, group) access token
-        for value, strict in (
-            (creds.private_token, True),
-            (creds.bearer, True),
-            (creds.basic_password, False),
-        ):
-            if not value:
-                continue
-            row = await self._lookup("pat", value)
-            if row is None:
-                if strict:
-                    raise Unauthorized()
-                continue
-            return self._pat_principal(row, method)
+        if (principal := await self._from_pat(creds, method, challenge, basic=True)) is not None:
+            return principal
         # 4. job token: Basic as gitlab-ci-token, parameters, JOB-TOKEN header
         job = None
         if job_token_basic and creds.basic_user == "gitlab-ci-token" and creds.basic_password:
@@ -200,24 +203,67 @@ class Authenticator:
         if job:
             row = await self._lookup("job", job)
             if row is None:
-                raise Unauthorized()
+                raise Unauthorized(challenge=challenge)
             return self._job_principal(row)
         return ANONYMOUS
+
+    async def authenticate_api(
+        self, creds: Credentials, method: str, *, read_scopes: frozenset[str] = frozenset(),
+        any_scope: bool = False,
+    ) -> Principal:
+        """The administration routes: only personal (project, group) access tokens count, from
+        ``PRIVATE-TOKEN``/``private_token`` or Bearer; deploy and job tokens and Basic are not
+        accepted there, so they leave the caller anonymous. ``read_scopes`` are extra scopes
+        the route accepts on GET/HEAD (``read_user`` on the users routes); ``any_scope`` is for
+        the routes a token may call on itself whatever its scopes (revoking itself)."""
+        principal = await self._from_pat(
+            creds, method, None, basic=False, read_scopes=read_scopes, any_scope=any_scope
+        )
+        return principal or ANONYMOUS
+
+    async def _from_pat(
+        self, creds: Credentials, method: str, challenge: str | None, *, basic: bool,
+        read_scopes: frozenset[str] = frozenset(), any_scope: bool = False,
+    ) -> Principal | None:
+        # A job token in PRIVATE-TOKEN is ignored rather than refused (auth.md §2).
+        private = creds.private_token
+        if private and private.startswith(JOB_PREFIX):
+            private = None
+        for value, strict in (
+            (private, True),
+            (creds.bearer, True),
+            (creds.basic_password if basic else None, False),
+        ):
+            if not value:
+                continue
+            row = await self._lookup("pat", value)
+            if row is None:
+                if strict:
+                    raise Unauthorized(challenge=challenge)
+                continue
+            return self._pat_principal(row, method, read_scopes, any_scope)
+        return None
 
     @staticmethod
     def _check_user_state(row: Any) -> None:
         if row["state"] in _BLOCKED:
             raise Forbidden(_BLOCKED[row["state"]])
 
-    def _pat_principal(self, row: Any, method: str) -> Principal:
+    def _pat_principal(
+        self, row: Any, method: str, read_scopes: frozenset[str] = frozenset(),
+        any_scope: bool = False,
+    ) -> Principal:
         if row["expired"]:
             raise InvalidToken(InvalidToken.EXPIRED)
         if row["revoked"]:
             raise InvalidToken(InvalidToken.REVOKED)
         self._check_user_state(row)
         scopes = frozenset(row["scopes"])
-        if "api" not in scopes and not (method in READ_METHODS and "read_api" in scopes):
-            raise InsufficientScope("api read_api" if method in READ_METHODS else "api")
+        readable = method in READ_METHODS and (
+            "read_api" in scopes or not scopes.isdisjoint(read_scopes)
+        )
+        if "api" not in scopes and not readable and not any_scope:
+            raise InsufficientScope(API_SCOPES)
         return Principal(
             kind="user",
             user_id=row["user_id"],
@@ -280,15 +326,16 @@ def abilities(who: Principal, row: asyncpg.Record, *, allow_guest_pull: bool) ->
     admin = who.is_admin
     public = visibility == "public"
     internal_ok = visibility == "internal" and signed_in
+    registry = registry_access_level(row)
+    enabled = enabled and registry != "disabled"
     read_project = admin or level >= GUEST or public or internal_ok or deploy_read
-    read_package = enabled and (
-        admin
-        or level >= REPORTER
-        or (allow_guest_pull and level >= GUEST)
-        or public
-        or internal_ok
-        or deploy_read
-    )
+    member_read = admin or level >= REPORTER or (allow_guest_pull and level >= GUEST) or deploy_read
+    if registry == "private":  # project members only, whatever the visibility
+        read_package = enabled and member_read
+    elif registry == "public":  # anyone, anonymous callers included
+        read_package = enabled
+    else:
+        read_package = enabled and (member_read or public or internal_ok)
     create_package = enabled and (admin or level >= DEVELOPER or deploy_write)
     destroy_package = enabled and (admin or level >= MAINTAINER)
     return ProjectAccess(row, level, read_project, read_package, create_package, destroy_package)
@@ -314,7 +361,20 @@ def require_visible(who: Principal, access: ProjectAccess | None) -> ProjectAcce
     return access
 
 
+def registry_access_level(row: Any) -> str:
+    """GitLab's ``package_registry_access_level``: the stored choice, else what GitLab derives
+    from ``packages_enabled`` and the visibility (``Project#set_package_registry_access_level``)."""
+    level = row.get("package_registry_access_level")
+    if level:
+        return level
+    if not row["packages_enabled"]:
+        return "disabled"
+    return {"private": "private", "internal": "enabled", "public": "public"}[row["visibility"]]
+
+
 def require_read_package(who: Principal, access: ProjectAccess | None) -> ProjectAccess:
+    if access is not None and access.read_package:
+        return access  # a registry open to everyone is readable without seeing the project
     access = require_visible(who, access)
     if not access.read_package:
         raise Forbidden()

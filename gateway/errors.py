@@ -55,13 +55,35 @@ class InvalidParameters(GatewayError):
         super().__init__(", ".join(messages))
 
 
+class ApiError(GatewayError):
+    """GitLab's ``render_api_error!(text, status)``: any status, the text as given."""
+
+    def __init__(self, message: str, status: int):
+        self.status = status
+        super().__init__(message)
+
+
+class ValidationFailed(GatewayError):
+    """A model that failed validation: ``{"message": {"<field>": ["<text>", …]}}`` (400)."""
+
+    status = 400
+
+    def __init__(self, fields: dict[str, list[str]]):
+        super().__init__("validation failed")
+        self.fields = fields
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.fields}
+
+
 class Unauthorized(GatewayError):
     status = 401
 
-    def __init__(self, detail: str | None = None, *, challenge: str = BASIC_CHALLENGE):
+    def __init__(self, detail: str | None = None, *, challenge: str | None = BASIC_CHALLENGE):
+        # The Packages realm is added only by the package APIs; other routes send no challenge.
         super().__init__(
             "401 Unauthorized" + (f" - {detail}" if detail else ""),
-            headers={"WWW-Authenticate": challenge},
+            headers={"WWW-Authenticate": challenge} if challenge else None,
         )
 
 

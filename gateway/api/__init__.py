@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import generic_packages, health
+from gateway.api import generic_packages, groups, health, members, projects, tokens, users
 from gateway.errors import GatewayError
 
 _GENERIC = "/api/v4/projects/{id}/packages/generic/{tail:.+}"
@@ -29,7 +29,70 @@ def setup_routes(app: web.Application) -> None:
                 expect_handler=generic_packages.expect_nothing_yet)
     r.add_route("GET", _GENERIC, generic_packages.get_file)
     r.add_route("HEAD", _GENERIC, generic_packages.head_file)
+    _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).
     r.add_get("/-/health", health.live)
     r.add_get("/-/readiness", health.ready)
+
+
+_V4 = "/api/v4"
+_SOURCE = _V4 + "/{source:projects|groups}/{id}"
+
+
+def _identity_routes(r: web.UrlDispatcher) -> None:
+    """Administration (GitLab's REST paths). Personal/project/group access tokens only."""
+    # Users: reading needs a signed-in caller (read_user suffices); changes need an admin.
+    r.add_get(_V4 + "/user", users.current_user)
+    r.add_get(_V4 + "/users", users.list_users)
+    r.add_post(_V4 + "/users", users.create_user)  # admin
+    r.add_get(_V4 + "/users/{user_id}", users.get_user)
+    r.add_put(_V4 + "/users/{user_id}", users.update_user)  # admin
+    r.add_delete(_V4 + "/users/{user_id}", users.delete_user)  # admin
+    r.add_post(_V4 + "/users/{user_id}/block", users.block_user)  # admin
+    r.add_post(_V4 + "/users/{user_id}/unblock", users.unblock_user)  # admin
+    # Personal access tokens: admins mint them; owners (or admins) read, revoke, rotate.
+    r.add_post(_V4 + "/users/{user_id}/personal_access_tokens",
+               tokens.create_personal_access_token)  # admin
+    r.add_get(_V4 + "/personal_access_tokens", tokens.list_personal_access_tokens)
+    r.add_get(_V4 + "/personal_access_tokens/{token_id}", tokens.get_personal_access_token)
+    r.add_delete(_V4 + "/personal_access_tokens/{token_id}",
+                 tokens.revoke_personal_access_token)
+    r.add_post(_V4 + "/personal_access_tokens/{token_id}/rotate",
+               tokens.rotate_personal_access_token)
+    # Groups: create = admin or can_create_group (subgroup: parent Maintainer); change = Owner.
+    r.add_post(_V4 + "/groups", groups.create_group)
+    r.add_get(_V4 + "/groups", groups.list_groups)
+    r.add_get(_V4 + "/groups/{id}", groups.get_group)
+    r.add_put(_V4 + "/groups/{id}", groups.update_group)  # Owner
+    r.add_delete(_V4 + "/groups/{id}", groups.delete_group)  # Owner
+    r.add_get(_V4 + "/groups/{id}/subgroups", groups.list_subgroups)
+    r.add_get(_V4 + "/groups/{id}/projects", projects.list_group_projects)
+    # Projects: create in a namespace the caller may use; change = Maintainer; delete = Owner.
+    r.add_post(_V4 + "/projects", projects.create_project)
+    r.add_get(_V4 + "/projects", projects.list_projects)
+    r.add_get(_V4 + "/projects/{id}", projects.get_project)
+    r.add_put(_V4 + "/projects/{id}", projects.update_project)  # Maintainer
+    r.add_delete(_V4 + "/projects/{id}", projects.delete_project)  # Owner
+    # Members: read = can see it; manage = project Maintainer / group Owner.
+    r.add_get(_SOURCE + "/members", members.list_members)
+    r.add_post(_SOURCE + "/members", members.add_member)
+    r.add_get(_SOURCE + "/members/{all:all}", members.list_members)
+    r.add_get(_SOURCE + "/members/{all:all}/{user_id}", members.get_member)
+    r.add_get(_SOURCE + "/members/{user_id}", members.get_member)
+    r.add_put(_SOURCE + "/members/{user_id}", members.update_member)
+    r.add_delete(_SOURCE + "/members/{user_id}", members.remove_member)
+    # Project (Maintainer) and group (Owner) access tokens: bot members.
+    r.add_get(_SOURCE + "/access_tokens", tokens.list_resource_tokens)
+    r.add_post(_SOURCE + "/access_tokens", tokens.create_resource_token)
+    r.add_get(_SOURCE + "/access_tokens/{token_id}", tokens.get_resource_token)
+    r.add_delete(_SOURCE + "/access_tokens/{token_id}", tokens.revoke_resource_token)
+    r.add_post(_SOURCE + "/access_tokens/{token_id}/rotate", tokens.rotate_resource_token)
+    # Deploy tokens: project or group Maintainer; the instance-wide list for admins.
+    r.add_get(_SOURCE + "/deploy_tokens", tokens.list_deploy_tokens)
+    r.add_post(_SOURCE + "/deploy_tokens", tokens.create_deploy_token)
+    r.add_get(_SOURCE + "/deploy_tokens/{token_id}", tokens.get_deploy_token)
+    r.add_delete(_SOURCE + "/deploy_tokens/{token_id}", tokens.delete_deploy_token)
+    r.add_get(_V4 + "/deploy_tokens", tokens.list_all_deploy_tokens)  # admin
+    # CI job tokens (extension): admin or project Maintainer.
+    r.add_post(_V4 + "/projects/{id}/job_tokens", tokens.mint_job_token)
