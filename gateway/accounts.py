@@ -16,6 +16,28 @@ from gateway.errors import ApiError, BadRequest, Conflict, InvalidParameters, Va
 
 ADMIN_USERNAME = "root"
 
+# Reads, and changes with no rule of their own, that the API uses as they are.
+add_member = identity.add_member
+delete_deploy_token = identity.delete_deploy_token
+delete_namespace = identity.delete_namespace
+delete_project = identity.delete_project
+deploy_token_in = identity.deploy_token_in
+find_user_by_username = identity.find_user_by_username
+group_and_descendant_ids = identity.group_and_descendant_ids
+list_deploy_tokens = identity.list_deploy_tokens
+list_groups = identity.list_groups
+list_members = identity.list_members
+list_pats = identity.list_pats
+list_projects = identity.list_projects
+list_users = identity.list_users
+namespace_by_id = identity.namespace_by_id
+pat_by_id = identity.pat_by_id
+remove_member = identity.remove_member
+set_user_state = identity.set_user_state
+update_member = identity.update_member
+user_by_id = identity.user_by_id
+user_namespace = identity.user_namespace
+
 
 async def ensure_admin(conn: asyncpg.Connection) -> asyncpg.Record:
     """The administrator, created on first use (GitLab's first user is ``root`` too)."""

@@ -9,7 +9,6 @@ from gateway import accounts, auth, keys
 from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_bool, as_choice, as_int, as_str, read_params
-from gateway.db import identity
 from gateway.errors import Forbidden, InvalidParameters, NotFound, json_response
 
 
@@ -28,7 +27,7 @@ async def create_group(request: web.Request) -> web.Response:
         parent = access.group
     else:
         async with request.app[keys.db].connection() as conn:
-            user = await identity.user_by_id(conn, who.user_id)
+            user = await accounts.user_by_id(conn, who.user_id)
         if not (who.is_admin or user["can_create_group"]):
             raise Forbidden()
     async with request.app[keys.db].connection() as conn:
@@ -56,7 +55,7 @@ async def _list(request: web.Request, *, parent_id: int | None,
     params = await read_params(request)
     page = page_of(request)
     async with request.app[keys.db].connection() as conn:
-        rows, total = await identity.list_groups(
+        rows, total = await accounts.list_groups(
             conn, who.user_id, admin=who.is_admin,
             signed_in=not who.anonymous and not who.external,
             search=as_str(params, "search"), owned=bool(as_bool(params, "owned")),
@@ -101,8 +100,8 @@ async def delete_group(request: web.Request) -> web.Response:
     if not access.admin_group:
         raise Forbidden()
     async with request.app[keys.db].connection() as conn:
-        if await identity.namespace_by_id(conn, access.group_id) is None:
+        if await accounts.namespace_by_id(conn, access.group_id) is None:
             raise NotFound("Group")
-        await identity.delete_namespace(conn, access.group_id)
+        await accounts.delete_namespace(conn, access.group_id)
     request.app[keys.authenticator].forget_cached()
     return json_response({"message": "202 Accepted"}, 202)

@@ -12,7 +12,6 @@ from gateway import accounts, auth, keys
 from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_int, as_str, path_int, read_params
-from gateway.db import identity
 from gateway.errors import (
     Conflict,
     InvalidParameters,
@@ -49,7 +48,7 @@ async def _members(request: web.Request, source: _Source, *, inherited: bool,
                    user_id: int | None = None, query: str | None = None,
                    limit: int = 10_000, offset: int = 0) -> tuple[list[Any], int]:
     async with request.app[keys.db].connection() as conn:
-        return await identity.list_members(
+        return await accounts.list_members(
             conn, source.kind, source.id,
             inherited_from=source.ancestors if inherited else None,
             user_id=user_id, query=query, limit=limit, offset=offset,
@@ -111,12 +110,12 @@ async def add_member(request: web.Request) -> web.Response:
     async with request.app[keys.db].connection() as conn:
         for ref in refs:
             if has_id:
-                user = await identity.user_by_id(conn, int(ref)) if ref.isdigit() else None
+                user = await accounts.user_by_id(conn, int(ref)) if ref.isdigit() else None
             else:
-                user = await identity.find_user_by_username(conn, ref)
+                user = await accounts.find_user_by_username(conn, ref)
             if user is None:
                 raise NotFound("User")
-            if not await identity.add_member(conn, source.kind, source.id, user["id"], level,
+            if not await accounts.add_member(conn, source.kind, source.id, user["id"], level,
                                              expires_at, who.user_id):
                 if len(refs) == 1:
                     raise Conflict("Member already exists")
@@ -137,7 +136,7 @@ async def update_member(request: web.Request) -> web.Response:
     level = _access_level(params, who, source)
     expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
     async with request.app[keys.db].connection() as conn:
-        if not await identity.update_member(conn, source.kind, source.id, user_id, level,
+        if not await accounts.update_member(conn, source.kind, source.id, user_id, level,
                                             expires_at):
             raise RecordNotFound()
     rows, _ = await _members(request, source, inherited=False, user_id=user_id)
@@ -152,6 +151,6 @@ async def remove_member(request: web.Request) -> web.Response:
     if user_id != who.user_id:
         caller.require_level(who, source.level, source.manage_level)
     async with request.app[keys.db].connection() as conn:
-        if not await identity.remove_member(conn, source.kind, source.id, user_id):
+        if not await accounts.remove_member(conn, source.kind, source.id, user_id):
             raise RecordNotFound()
     return web.Response(status=204)

@@ -11,7 +11,6 @@ from gateway import accounts, auth, keys
 from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_bool, as_choice, as_int, as_str, read_params
-from gateway.db import identity
 from gateway.errors import Forbidden, InvalidParameters, ValidationFailed, json_response
 
 _NAMESPACE_INVALID = {"namespace": ["is not valid"]}
@@ -33,8 +32,8 @@ async def _target_namespace(request: web.Request, who: auth.Principal,
     namespace_id = as_int(params, "namespace_id")
     async with request.app[keys.db].connection() as conn:
         if namespace_id is None:
-            return (await identity.user_namespace(conn, who.user_id))["id"]
-        namespace = await identity.namespace_by_id(conn, namespace_id)
+            return (await accounts.user_namespace(conn, who.user_id))["id"]
+        namespace = await accounts.namespace_by_id(conn, namespace_id)
     if namespace is None:
         raise ValidationFailed(_NAMESPACE_INVALID)
     if namespace["kind"] == "user":
@@ -88,7 +87,7 @@ async def list_group_projects(request: web.Request) -> web.Response:
     async with request.app[keys.db].connection() as conn:
         ids = [access.group_id]
         if as_bool(params, "include_subgroups"):
-            ids = await identity.group_and_descendant_ids(conn, access.group_id)
+            ids = await accounts.group_and_descendant_ids(conn, access.group_id)
     return await _list(request, who, ids)
 
 
@@ -97,7 +96,7 @@ async def _list(request: web.Request, who: auth.Principal,
     params = await read_params(request)
     page = page_of(request)
     async with request.app[keys.db].connection() as conn:
-        rows, total = await identity.list_projects(
+        rows, total = await accounts.list_projects(
             conn, who.user_id, admin=who.is_admin,
             signed_in=not who.anonymous and not who.external,
             search=as_str(params, "search"), owned=bool(as_bool(params, "owned")),
@@ -147,6 +146,6 @@ async def delete_project(request: web.Request) -> web.Response:
     if not (who.is_admin or access.level >= auth.OWNER):
         raise Forbidden()
     async with request.app[keys.db].connection() as conn:
-        await identity.delete_project(conn, access.project_id)
+        await accounts.delete_project(conn, access.project_id)
     request.app[keys.authenticator].forget_cached()
     return json_response({"message": "202 Accepted"}, 202)

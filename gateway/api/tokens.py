@@ -13,7 +13,6 @@ from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_bool, as_choice, as_int, as_str, path_int, read_params
 from gateway.api.present import iso
-from gateway.db import identity
 from gateway.errors import (
     BadRequest,
     Forbidden,
@@ -48,13 +47,13 @@ async def create_personal_access_token(request: web.Request) -> web.Response:
     name, scopes = _name_and_scopes(params, accounts.PAT_SCOPES)
     expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
     async with request.app[keys.db].connection() as conn:
-        if await identity.user_by_id(conn, user_id) is None:
+        if await accounts.user_by_id(conn, user_id) is None:
             raise NotFound("User")
         token, row = await accounts.create_personal_access_token(
             conn, user_id, name, scopes, expires_at or accounts.default_expiry(),
             as_str(params, "description"),
         )
-        row = await identity.pat_by_id(conn, row["id"])
+        row = await accounts.pat_by_id(conn, row["id"])
     return json_response(entities.personal_access_token(row, token), 201)
 
 
@@ -65,13 +64,13 @@ async def list_personal_access_tokens(request: web.Request) -> web.Response:
     page = page_of(request)
     async with request.app[keys.db].connection() as conn:
         if who.is_admin:
-            if user_id is not None and await identity.user_by_id(conn, user_id) is None:
+            if user_id is not None and await accounts.user_by_id(conn, user_id) is None:
                 raise NotFound("User")
         elif user_id is not None and user_id != who.user_id:
             raise Unauthorized(challenge=None)
         else:
             user_id = who.user_id
-        rows, total = await identity.list_pats(
+        rows, total = await accounts.list_pats(
             conn, user_id=user_id, revoked=as_bool(params, "revoked"),
             state=as_choice(params, "state", ("active", "inactive")),
             search=as_str(params, "search"), limit=page.limit, offset=page.offset,
@@ -86,7 +85,7 @@ async def _own_token(request: web.Request, who: auth.Principal, *, missing: Exce
     raw = request.match_info["token_id"]
     token_id = who.token_id if raw == "self" else path_int(request, "token_id")
     async with request.app[keys.db].connection() as conn:
-        row = await identity.pat_by_id(conn, token_id)
+        row = await accounts.pat_by_id(conn, token_id)
     if row is None or not (who.is_admin or row["user_id"] == who.user_id):
         if who.is_admin:
             raise missing
@@ -106,7 +105,7 @@ async def revoke_personal_access_token(request: web.Request) -> web.Response:
     who = await caller.signed_in(request, any_scope=self_route)
     token_id = who.token_id if self_route else path_int(request, "token_id")
     async with request.app[keys.db].connection() as conn:
-        row = await identity.pat_by_id(conn, token_id)
+        row = await accounts.pat_by_id(conn, token_id)
         if row is None:
             raise RecordNotFound()
         if not (who.is_admin or row["user_id"] == who.user_id):
@@ -126,7 +125,7 @@ async def rotate_personal_access_token(request: web.Request) -> web.Response:
     expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
     async with request.app[keys.db].connection() as conn:
         token, new = await accounts.rotate_personal_access_token(conn, row, expires_at)
-        new = await identity.pat_by_id(conn, new["id"])
+        new = await accounts.pat_by_id(conn, new["id"])
     _forget(request)
     return json_response(entities.personal_access_token(new, token))
 
@@ -155,7 +154,7 @@ async def _resource_token(request: web.Request, who: auth.Principal, kind: str,
     raw = request.match_info["token_id"]
     token_id = who.token_id if raw == "self" else path_int(request, "token_id")
     async with request.app[keys.db].connection() as conn:
-        row = await identity.pat_by_id(conn, token_id)
+        row = await accounts.pat_by_id(conn, token_id)
     owner = "bot_project_id" if kind == "project" else "bot_group_id"
     if row is None or row[owner] != source_id:
         raise _resource_token_missing(kind, raw)
@@ -169,7 +168,7 @@ async def list_resource_tokens(request: web.Request) -> web.Response:
     page = page_of(request)
     owner = {"bot_project_id": source_id} if kind == "project" else {"bot_group_id": source_id}
     async with request.app[keys.db].connection() as conn:
-        rows, total = await identity.list_pats(
+        rows, total = await accounts.list_pats(
             conn, state=as_choice(params, "state", ("active", "inactive")),
             limit=page.limit, offset=page.offset, **owner,
         )
@@ -204,7 +203,7 @@ async def create_resource_token(request: web.Request) -> web.Response:
             expires_at=expires_at, description=as_str(params, "description"),
             created_by=who.user_id, host=host,
         )
-        row = await identity.pat_by_id(conn, row["id"])
+        row = await accounts.pat_by_id(conn, row["id"])
     return json_response(entities.resource_access_token(row, kind, source_id, token), 201)
 
 
@@ -226,7 +225,7 @@ async def rotate_resource_token(request: web.Request) -> web.Response:
     expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
     async with request.app[keys.db].connection() as conn:
         token, new = await accounts.rotate_personal_access_token(conn, row, expires_at)
-        new = await identity.pat_by_id(conn, new["id"])
+        new = await accounts.pat_by_id(conn, new["id"])
     _forget(request)
     return json_response(entities.resource_access_token(new, kind, source_id, token))
 
@@ -262,7 +261,7 @@ async def _list_deploy_tokens(request: web.Request, owner: dict[str, int | None]
     params = await read_params(request)
     page = page_of(request)
     async with request.app[keys.db].connection() as conn:
-        rows, total = await identity.list_deploy_tokens(
+        rows, total = await accounts.list_deploy_tokens(
             conn, active=as_bool(params, "active"), limit=page.limit, offset=page.offset,
             **owner,
         )
@@ -288,7 +287,7 @@ async def get_deploy_token(request: web.Request) -> web.Response:
     owner = await _deploy_owner(request, who)
     token_id = path_int(request, "token_id")
     async with request.app[keys.db].connection() as conn:
-        row = await identity.deploy_token_in(conn, token_id, owner["project_id"],
+        row = await accounts.deploy_token_in(conn, token_id, owner["project_id"],
                                              owner["group_id"])
     if row is None:
         raise RecordNotFound()
@@ -300,7 +299,7 @@ async def delete_deploy_token(request: web.Request) -> web.Response:
     owner = await _deploy_owner(request, who)
     token_id = path_int(request, "token_id")
     async with request.app[keys.db].connection() as conn:
-        if not await identity.delete_deploy_token(conn, token_id, owner["project_id"],
+        if not await accounts.delete_deploy_token(conn, token_id, owner["project_id"],
                                                   owner["group_id"]):
             raise RecordNotFound()
     _forget(request)
@@ -325,7 +324,7 @@ async def mint_job_token(request: web.Request) -> web.Response:
     if not 1 <= expires_in <= MAX_JOB_SECONDS:
         raise InvalidParameters(["expires_in does not have a valid value"])
     async with request.app[keys.db].connection() as conn:
-        if await identity.user_by_id(conn, user_id) is None:
+        if await accounts.user_by_id(conn, user_id) is None:
             raise NotFound("User")
         token, row = await accounts.mint_job_token(conn, access.project_id, user_id, expires_in)
     return json_response({"token": token, "expires_at": iso(row["expires_at"])}, 201)

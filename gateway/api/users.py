@@ -11,7 +11,6 @@ from gateway import accounts, keys
 from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_bool, as_choice, as_int, as_str, path_int, read_params
-from gateway.db import identity
 from gateway.errors import Forbidden, InvalidParameters, NotFound, json_response
 
 # Fields of POST/PUT /users stored as given, with their parsers.
@@ -44,7 +43,7 @@ def _render(request: web.Request, row: Any, *, admin: bool) -> dict[str, Any]:
 async def _user_or_404(request: web.Request) -> Any:
     user_id = path_int(request, "user_id")
     async with request.app[keys.db].connection() as conn:
-        row = await identity.user_by_id(conn, user_id)
+        row = await accounts.user_by_id(conn, user_id)
     if row is None:
         raise NotFound("User")
     return row
@@ -54,7 +53,7 @@ async def current_user(request: web.Request) -> web.Response:
     """``GET /user``: any valid token with ``api``, ``read_api`` or ``read_user``."""
     who = await caller.signed_in(request, read_scopes=caller.READ_USER)
     async with request.app[keys.db].connection() as conn:
-        row = await identity.user_by_id(conn, who.user_id)
+        row = await accounts.user_by_id(conn, who.user_id)
     base = caller.web_base(request)
     if who.is_admin:
         return json_response(entities.user_with_admin(row, base))
@@ -70,7 +69,7 @@ async def list_users(request: web.Request) -> web.Response:
     page = page_of(request)
     admin = who.is_admin
     async with request.app[keys.db].connection() as conn:
-        rows, total = await identity.list_users(
+        rows, total = await accounts.list_users(
             conn, username=username, search=as_str(params, "search"),
             active=as_bool(params, "active"), blocked=as_bool(params, "blocked"),
             external=as_bool(params, "external"), admins=as_bool(params, "admins") and admin,
@@ -148,7 +147,7 @@ async def _set_state(request: web.Request, state: str) -> web.Response:
     await caller.administrator(request)
     row = await _user_or_404(request)
     async with request.app[keys.db].connection() as conn:
-        await identity.set_user_state(conn, row["id"], state)
+        await accounts.set_user_state(conn, row["id"], state)
     request.app[keys.authenticator].forget_cached()
     return json_response(True, 201)
 
