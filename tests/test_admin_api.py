@@ -4,6 +4,7 @@ spoken to in-process for the error cases, and by python-gitlab, curl and wget ag
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 import warnings
@@ -650,3 +651,56 @@ def test_seed_job_token_lines_work_with_a_minted_job_token(fresh, tmp_path) -> N
                       "--header", f"JOB-TOKEN: {job}", f"{base}/file.txt")
     assert header_down.returncode == 0
     assert job not in gw.log()
+
+
+async def test_group_access_token_reaches_every_project_of_the_group(client,
+                                                                     world: World) -> None:
+    resp = await client.post("/api/v4/groups/acme/access_tokens",
+                             json={"name": "g", "scopes": ["api"], "access_level": 30},
+                             headers=h(world.admin_token))
+    body = await resp.json()
+    upload = await client.put(
+        f"/api/v4/projects/{world.project_id}/packages/generic/a/1/a.txt", data=b"a",
+        headers=h(body["token"]))
+    assert (resp.status, body["resource_type"]) == (201, "group")
+    assert upload.status == 201
+
+
+async def test_maintainer_may_not_create_group_access_tokens(client, world: World) -> None:
+    await client.post("/api/v4/groups/acme/members", json={"user_id": 5, "access_level": 40},
+                      headers=h(world.admin_token))
+    resp = await client.post("/api/v4/groups/acme/access_tokens",
+                             json={"name": "g", "scopes": ["api"]},
+                             headers=h(world.tokens["maintainer"]))
+    assert resp.status == 403
+
+
+async def test_group_deploy_token_from_the_api_pushes_to_the_groups_project(
+    client, world: World
+) -> None:
+    resp = await client.post("/api/v4/groups/acme/deploy_tokens",
+                             json={"name": "g", "scopes": ["write_package_registry"]},
+                             headers=h(world.admin_token))
+    token = (await resp.json())["token"]
+    upload = await client.put(
+        f"/api/v4/projects/{world.project_id}/packages/generic/a/1/a.txt", data=b"a",
+        headers={"Deploy-Token": token})
+    assert (resp.status, upload.status) == (201, 201)
+
+
+async def test_expired_token_answers_oauth_401_on_the_admin_api(client, world: World) -> None:
+    token = await world.token(2, expires_at=dt.date(2020, 1, 1))
+    resp = await client.get("/api/v4/projects", headers=h(token))
+    assert resp.status == 401
+    assert await resp.json() == {
+        "error": "invalid_token", "error_description":
+        "Token is expired. You can either do re-authorization or token refresh."}
+
+
+async def test_read_api_token_may_read_but_not_create(client, world: World) -> None:
+    token = await world.token(1, ["read_api"])
+    read = await client.get("/api/v4/projects", headers=h(token))
+    write = await client.post("/api/v4/groups", json={"name": "n", "path": "n"},
+                              headers=h(token))
+    assert read.status == 200
+    assert (write.status, (await write.json())["error"]) == (403, "insufficient_scope")
