@@ -18,7 +18,9 @@ def url(world: World, file: str = "file.txt") -> str:
     return URL.format(pid=world.project_id, file=file)
 
 
-async def upload(client, world: World, body: bytes, file: str = "file.txt", query: str = "") -> None:
+async def upload(
+    client, world: World, body: bytes, file: str = "file.txt", query: str = ""
+) -> None:
     resp = await client.put(url(world, file) + query, data=body,
                             headers={"PRIVATE-TOKEN": world.tokens["developer"]})
     assert resp.status in (200, 201), await resp.text()
@@ -86,7 +88,9 @@ async def test_file_under_a_sub_path_downloads_by_the_same_url(client, world: Wo
     assert bare.status == 404
 
 
-async def test_head_is_answered_by_the_gateway_with_length_and_checksum(client, world: World) -> None:
+async def test_head_is_answered_by_the_gateway_with_length_and_checksum(
+    client, world: World
+) -> None:
     body = b"y" * 1234
     await upload(client, world, body)
     resp = await client.head(url(world), headers={"PRIVATE-TOKEN": world.tokens["reporter"]},

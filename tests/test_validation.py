@@ -14,7 +14,7 @@ def put_url(world: World, tail: str) -> str:
     return BASE.format(pid=world.project_id) + tail
 
 
-async def put(client, world: World, tail: str, token: str = "developer"):  # noqa: ANN201
+async def put(client, world: World, tail: str, token: str = "developer"):
     return await client.put(put_url(world, tail), data=b"x",
                             headers={"PRIVATE-TOKEN": world.tokens[token]})
 
