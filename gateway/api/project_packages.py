@@ -47,7 +47,8 @@ async def _project(request: web.Request, who: auth.Principal, *, destroy: bool =
     return access
 
 
-def _query(request: web.Request, order_by_values: tuple[str, ...]) -> packages.PackageQuery:
+def _query(request: web.Request, order_by_values: tuple[str, ...],
+           flags: tuple[str, ...] = ("include_versionless",)) -> packages.PackageQuery:
     """The list parameters with Grape's 400s, all failures reported together."""
     q = request.query
     errors: list[str] = []
@@ -63,7 +64,7 @@ def _query(request: web.Request, order_by_values: tuple[str, ...]) -> packages.P
     status = choice("status", tuple(STATUS))
     order_by = choice("order_by", order_by_values)
     sort = choice("sort", SORT)
-    for flag in ("include_versionless", "exclude_subgroups"):
+    for flag in flags:
         try:
             as_bool(q, flag)  # type: ignore[arg-type]
         except InvalidParameters as exc:
@@ -150,7 +151,7 @@ async def list_group_packages(request: web.Request) -> web.Response:
     group = auth.require_group_visible(
         who, await auth.group_access(app[keys.db], who, request.match_info["id"])
     )
-    query = _query(request, GROUP_ORDER_BY)
+    query = _query(request, GROUP_ORDER_BY, ("include_versionless", "exclude_subgroups"))
     exclude = as_bool(request.query, "exclude_subgroups") or False  # type: ignore[arg-type]
     page = pagination.page_of(request)
     projects = await packages.group_projects(
