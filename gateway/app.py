@@ -12,6 +12,7 @@ from gateway.api import setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db.pool import Database
+from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
 from gateway.storage import ObjectStore
@@ -32,6 +33,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_database)  # closed last
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
+    app.cleanup_ctx.append(_deletion_worker)  # stopped first
     setup_routes(app)
     return app
 
@@ -78,3 +80,9 @@ async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             pools.shutdown()
+
+
+async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:
+    async with DeletionWorker(app[keys.db], app[keys.store]).running() as worker:
+        app[keys.deletions] = worker
+        yield

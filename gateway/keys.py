@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db.pool import Database
+from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
 from gateway.storage import ObjectStore
 from gateway.uploads import BufferPool, UploadContext
@@ -18,3 +19,4 @@ authenticator = web.AppKey("authenticator", Authenticator)
 hash_pools = web.AppKey("hash_pools", HashPools)
 buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
+deletions = web.AppKey("deletions", DeletionWorker)

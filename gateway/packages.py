@@ -1,24 +1,38 @@
-"""Packages and their files: commit an uploaded object, find the file to serve.
+"""Packages and their files: commit an uploaded object, find the file to serve, list and
+delete packages, and the namespace's duplicate policy.
 
 Bytes and rows are kept in a safe order: the object is complete before its row is written, a
-commit that fails removes the object, and a row is never visible before its object is.
+commit that fails removes the object, and a row is never visible before its object is. Deletion
+runs the other way round: the rows go, and their objects are queued for removal, in one
+transaction (schema.sql's trigger); ``gateway.deletions`` then removes the objects and retries
+until they are gone, so neither a crash nor an S3 outage leaves a row without its object or an
+object that nothing points to.
+
+Deleting is immediate rather than GitLab's "mark pending_destruction, destroy later": the rows
+go at once, which has the same visible effect (absent from lists, GET and downloads).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
+import re2
 
+from gateway.db import identity
 from gateway.db import packages as q
 from gateway.db.pool import Database
-from gateway.errors import BadRequest, RecordNotFound
+from gateway.errors import BadRequest, GatewayError, NotFound, RecordNotFound
 from gateway.naming import FileTarget
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
 log = logging.getLogger("gateway.packages")
+
+EXCEPTION_REGEX_MAX = 255
 
 
 class DuplicateNotAllowed(BadRequest):
@@ -26,15 +40,69 @@ class DuplicateNotAllowed(BadRequest):
         super().__init__("Duplicate package is not allowed")
 
 
+class PackageNotFound(GatewayError):
+    """A single GET of a package in ``error`` status: GitLab's bare ``Package not found``."""
+
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("Package not found")
+
+
+class InvalidSettings(GatewayError):
+    """A model validation failure, in GitLab's shape: ``{"message": {field: [texts]}}``."""
+
+    status = 400
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        super().__init__("400 Bad request")
+
+    def body(self) -> dict[str, Any]:
+        return {"message": self.errors}
+
+
+# GitLab evaluates the exception pattern with RE2 (``Gitlab::UntrustedRegexp``), so we do too:
+# the same syntax is accepted (POSIX classes, \pN, \z) and refused (backreferences,
+# lookaround), and matching runs in linear time, so a stored pattern cannot stall an upload.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is an answer to the user, not a log line
+
+
+@functools.lru_cache(maxsize=256)
+def _anchored(pattern: str) -> Any:
+    # GitLab pastes the pattern between \A and \z without a group: a top-level "|" binds
+    # loosely (``a|b`` is "starts with a" or "ends with b"). Kept on purpose.
+    return re2.compile(r"\A" + pattern + r"\z", _RE2_OPTIONS)
+
+
 def _exception_matches(pattern: str, value: str) -> bool:
-    # GitLab pastes the pattern between \A and \z without a group and searches (so a top-level
-    # "|" binds loosely), and never matches an empty value.
-    if not pattern or not value:
+    # UntrustedRegexp#match? never matches an empty value.
+    if not value:
         return False
     try:
-        return re.search(r"\A" + pattern + r"\Z", value) is not None
-    except re.error:
+        return _anchored(pattern).search(value) is not None
+    except re2.error:
+        log.warning("stored duplicate exception regex does not compile: %r", pattern)
         return False
+
+
+def exception_regex_errors(pattern: str) -> list[str]:
+    """GitLab's validations of ``generic_duplicate_exception_regex``, as its messages."""
+    errors = []
+    try:
+        re2.compile(pattern, _RE2_OPTIONS)
+        _anchored(pattern)
+    except re2.error as exc:
+        errors.append(f"not valid RE2 syntax: {_re2_message(exc)}")
+    if len(pattern) > EXCEPTION_REGEX_MAX:
+        errors.append(f"is too long (maximum is {EXCEPTION_REGEX_MAX} characters)")
+    return errors
+
+
+def _re2_message(exc: Exception) -> str:
+    msg = exc.args[0] if exc.args else str(exc)
+    return msg.decode(errors="replace") if isinstance(msg, bytes) else str(msg)
 
 
 def duplicates_allowed(allowed: bool, exception_regex: str, name: str, version: str) -> bool:
@@ -144,3 +212,144 @@ async def file_to_serve(db: Database, project_id: int, target: FileTarget) -> as
 async def mark_downloaded(db: Database, package_id: int) -> None:
     async with db.connection() as conn:
         await q.mark_downloaded(conn, package_id)
+
+
+# --- the Packages API ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PackageQuery:
+    """The filters and order of a package list, already validated."""
+
+    package_type: int | None = None
+    package_name: str | None = None
+    package_version: str | None = None
+    status: int | None = None  # None: every displayable status
+    order_by: str = "created_at"
+    sort: str = "asc"
+
+
+async def list_packages(
+    db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, offset: int
+) -> tuple[int, list[asyncpg.Record]]:
+    """One page of the packages of these projects, and how many match in all."""
+    statuses = (query.status,) if query.status is not None else q.DISPLAYABLE_STATUSES
+    async with db.connection() as conn:
+        return await q.list_packages(
+            conn, project_ids, package_type=query.package_type, name=query.package_name,
+            statuses=statuses, version=query.package_version, order_by=query.order_by,
+            sort=query.sort, limit=limit, offset=offset,
+        )
+
+
+async def group_projects(
+    db: Database, group_id: int, user_id: int | None, *, exclude_subgroups: bool
+) -> list[asyncpg.Record]:
+    """The projects of a group (and of its subgroups), with the caller's access level."""
+    async with db.connection() as conn:
+        ids = [group_id] if exclude_subgroups else await identity.group_and_descendant_ids(
+            conn, group_id
+        )
+        return await q.group_projects_for_caller(conn, ids, user_id)
+
+
+async def displayable_package(db: Database, project_id: int, package_id: int) -> asyncpg.Record:
+    """The package as the Packages API finds it by id (hidden ones are not found)."""
+    async with db.connection() as conn:
+        pkg = await q.find_package(conn, project_id, package_id)
+    if pkg is None or pkg["status"] not in q.DISPLAYABLE_STATUSES:
+        raise RecordNotFound()
+    return pkg
+
+
+async def package_details(
+    db: Database, project_id: int, package_id: int
+) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """A package for a single GET, and its other versions; GitLab's two 404s otherwise."""
+    pkg = await displayable_package(db, project_id, package_id)
+    if pkg["status"] not in q.DETAILED_STATUSES:
+        raise PackageNotFound()
+    async with db.connection() as conn:
+        return pkg, await q.other_versions(conn, pkg)
+
+
+async def list_package_files(
+    db: Database, project_id: int, package_id: int, *, order_by: str, sort: str,
+    limit: int, offset: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    await displayable_package(db, project_id, package_id)
+    async with db.connection() as conn:
+        return await q.list_package_files(
+            conn, package_id, order_by=order_by, sort=sort, limit=limit, offset=offset
+        )
+
+
+async def _delete_whole_package(conn: asyncpg.Connection, pkg: asyncpg.Record) -> bool:
+    # The upload commit's lock: a file is never added to a package that is being deleted.
+    await q.lock_package_version(conn, pkg["project_id"], pkg["name"], pkg["version"])
+    return await q.delete_package(conn, pkg["id"])
+
+
+async def delete_package(db: Database, project_id: int, package_id: int) -> None:
+    """Remove the package and its files; their objects are queued for deletion."""
+    pkg = await displayable_package(db, project_id, package_id)
+    async with db.transaction() as conn:
+        if not await _delete_whole_package(conn, pkg):
+            raise RecordNotFound()  # deleted meanwhile
+
+
+async def delete_package_file(
+    db: Database, project_id: int, package_id: int, file_id: int
+) -> None:
+    """Remove one file (the package stays, even empty); its object is queued for deletion."""
+    await displayable_package(db, project_id, package_id)
+    async with db.transaction() as conn:
+        if not await q.delete_package_file(conn, package_id, file_id):
+            raise NotFound()
+
+
+async def delete_file_by_path(db: Database, project_id: int, target: FileTarget) -> None:
+    """``DELETE`` on a generic file URL: every file of that name in that version."""
+    async with db.transaction() as conn:
+        pkg = await q.find_installable_package(
+            conn, project_id, target.package_name, target.package_version
+        )
+        if pkg is None:
+            raise RecordNotFound()
+        await q.lock_package_version(conn, project_id, pkg["name"], pkg["version"])
+        if not await q.delete_files_named(conn, pkg["id"], target.file_name):
+            raise RecordNotFound()
+
+
+async def delete_version_by_path(
+    db: Database, project_id: int, package_name: str, package_version: str
+) -> None:
+    """``DELETE`` on ``…/generic/:package_name/:package_version``: the whole version."""
+    async with db.transaction() as conn:
+        pkg = await q.find_installable_package(conn, project_id, package_name, package_version)
+        if pkg is None or not await _delete_whole_package(conn, pkg):
+            raise RecordNotFound()
+
+
+# --- namespace package settings -------------------------------------------------------------
+
+
+async def package_settings(db: Database, group_id: int) -> dict[str, Any]:
+    async with db.connection() as conn:
+        row = await q.package_settings(conn, group_id)
+    if row is None:
+        raise NotFound("Group")
+    return dict(row)
+
+
+async def update_package_settings(
+    db: Database, group_id: int, *, allowed: bool | None, exception_regex: str | None
+) -> dict[str, Any]:
+    """Change the fields given; an invalid regex changes nothing (GitLab's 400 shape)."""
+    if exception_regex is not None and (errors := exception_regex_errors(exception_regex)):
+        raise InvalidSettings({"generic_duplicate_exception_regex": errors})
+    async with db.connection() as conn:
+        row = await q.update_package_settings(conn, group_id, allowed, exception_regex)
+    if row is None:
+        raise NotFound("Group")
+    return dict(row)

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.api import generic_packages, groups, health, members, projects, tokens, users
+from gateway.api import (
+    generic_packages,
+    groups,
+    health,
+    members,
+    package_settings,
+    project_packages,
+    projects,
+    tokens,
+    users,
+)
 from gateway.errors import GatewayError
 
 _GENERIC = "/api/v4/projects/{id}/packages/generic/{tail:.+}"
+_PACKAGES = "/api/v4/projects/{id}/packages"
 
 
 class ApiV3Gone(GatewayError):
@@ -29,6 +40,19 @@ def setup_routes(app: web.Application) -> None:
                 expect_handler=generic_packages.expect_nothing_yet)
     r.add_route("GET", _GENERIC, generic_packages.get_file)
     r.add_route("HEAD", _GENERIC, generic_packages.head_file)
+    # Delete by path (a file, or a whole version): destroy_package, as the Packages API.
+    r.add_route("DELETE", _GENERIC, generic_packages.delete_by_path)
+    # Packages API: reads need read_package, deletes destroy_package (Maintainer+).
+    r.add_get(_PACKAGES, project_packages.list_project_packages)
+    r.add_get(_PACKAGES + "/{package_id}", project_packages.get_package)
+    r.add_delete(_PACKAGES + "/{package_id}", project_packages.delete_package)
+    r.add_get(_PACKAGES + "/{package_id}/package_files", project_packages.list_package_files)
+    r.add_delete(_PACKAGES + "/{package_id}/package_files/{package_file_id}",
+                 project_packages.delete_package_file)
+    r.add_get("/api/v4/groups/{id}/packages", project_packages.list_group_packages)
+    # A group's duplicate policy: administrator or the group's Maintainer+.
+    r.add_get("/api/v4/groups/{id}/packages/settings", package_settings.get_settings)
+    r.add_put("/api/v4/groups/{id}/packages/settings", package_settings.put_settings)
     _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).

@@ -11,6 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import auth, keys, naming, packages, uploads
 from gateway.api.present import package_file_record
+from gateway.api.project_packages import deleted
 from gateway.errors import API_HEADERS, ClientGone, NotFound, json_response
 from gateway.storage import ObjectNotFound, new_object_key
 
@@ -157,3 +158,26 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         await response.write(chunk)
     await response.write_eof()
     return response
+
+
+async def delete_by_path(request: web.Request) -> web.Response:
+    """``DELETE`` a file (every upload of that name) or, on ``…/:name/:version``, the version.
+
+    Not a GitLab route (GitLab deletes through the Packages API only); same rights as the
+    Packages API delete (``destroy_package``). Checks run as on ``PUT``: credentials, then
+    parameters, then project and role, then the package.
+    """
+    app = request.app
+    who = await authenticate(request, "DELETE")
+    if who.anonymous:
+        raise auth.Unauthorized()
+    tail = generic_tail(request)
+    if tail.count("/") == 1:
+        name, version = naming.package_target(tail)
+        access = auth.require_destroy_package(who, await project_access(request, who))
+        await packages.delete_version_by_path(app[keys.db], access.project_id, name, version)
+    else:
+        target = naming.download_target(tail)
+        access = auth.require_destroy_package(who, await project_access(request, who))
+        await packages.delete_file_by_path(app[keys.db], access.project_id, target)
+    return deleted(request)

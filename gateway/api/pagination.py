@@ -72,7 +72,8 @@ def headers(request: web.Request, page: Page, total: int) -> dict[str, str]:
     total_pages = max(1, -(-total // page.per_page))
     has_next = page.page < total_pages
     has_prev = page.page > 1
-    base = external_base(request) + request.path
+    # The raw path: a decoded one would turn `acme%2Ftools` into two segments (no route).
+    base = external_base(request) + request.rel_url.raw_path
     params = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
 
     def link(n: int, rel: str) -> str:

@@ -153,3 +153,255 @@ async def heartbeat_pending_upload(conn: Conn, key: str) -> None:
 
 async def delete_pending_upload(conn: Conn, key: str) -> None:
     await conn.execute(DELETE_PENDING_UPLOAD, key)
+
+
+# --- Packages API: lists ------------------------------------------------------------------
+
+# GitLab's package_type enum; lists leave terraform modules out unless asked for them.
+PACKAGE_TYPES = {"maven": 1, "npm": 2, "conan": 3, "nuget": 4, "pypi": 5, "composer": 6,
+                 "generic": 7, "golang": 8, "debian": 9, "rubygems": 10, "helm": 11,
+                 "terraform_module": 12, "rpm": 13, "ml_model": 14}
+PACKAGE_TYPE_NAME = {v: k for k, v in PACKAGE_TYPES.items()}
+TERRAFORM_MODULE = 12
+# Shown in lists without a status filter, and found by id (GitLab's `displayable`).
+DISPLAYABLE_STATUSES = (0, 3, 5)
+# A single GET answers these; the others are 404 (GitLab's `detailed_info`).
+DETAILED_STATUSES = (0, 5)
+
+# Sort columns by the names GitLab accepts. Names and versions compare byte-wise (COLLATE "C")
+# so pages do not depend on the server's locale; `id` in the same direction breaks ties.
+_ORDER_COLUMNS = {
+    "created_at": "p.created_at",
+    "name": 'p.name COLLATE "C"',
+    "version": 'p.version COLLATE "C"',
+    "type": "p.package_type",
+    "project_path": 'pr.path COLLATE "C"',
+}
+
+_LIST_FROM = """
+FROM packages p
+JOIN projects pr ON pr.id = p.project_id
+JOIN namespaces n ON n.id = pr.namespace_id
+WHERE p.project_id = ANY($1::bigint[])
+  AND (($2::smallint IS NULL AND p.package_type <> 12) OR p.package_type = $2)
+  AND ($3::text IS NULL OR p.name ILIKE $3)
+  AND p.status = ANY($4::smallint[])
+  AND ($5::text IS NULL OR p.version = $5)
+"""
+
+COUNT_PACKAGES = "SELECT count(*) " + _LIST_FROM
+
+_LIST_PACKAGES = """
+SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
+""" + _LIST_FROM + """
+ORDER BY {column} {direction}, p.id {direction}
+LIMIT $6 OFFSET $7
+"""
+
+
+def _like_pattern(term: str) -> str:
+    """``%term%`` with LIKE's wildcards in the term taken literally (GitLab's fuzzy search)."""
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def list_packages(
+    conn: Conn, project_ids: list[int], *, package_type: int | None, name: str | None,
+    statuses: tuple[int, ...], version: str | None, order_by: str, sort: str,
+    limit: int, offset: int,
+) -> tuple[int, list[asyncpg.Record]]:
+    """One page of the packages of these projects, and the number of all that match."""
+    if order_by not in _ORDER_COLUMNS or sort not in ("asc", "desc"):
+        raise ValueError(f"unknown order {order_by} {sort}")
+    pattern = _like_pattern(name) if name is not None else None
+    args = (project_ids, package_type, pattern, list(statuses), version)
+    total = await conn.fetchval(COUNT_PACKAGES, *args)
+    query = _LIST_PACKAGES.format(column=_ORDER_COLUMNS[order_by], direction=sort.upper())
+    rows = await conn.fetch(query, *args, limit, offset)
+    return total, rows
+
+
+# Every project in these namespaces with what auth needs to judge the caller's access (the
+# columns of identity.project_for_caller): namespace ancestry and the effective access level.
+GROUP_PROJECTS_FOR_CALLER = """
+WITH RECURSIVE chain AS (
+    SELECT pr.id AS project_id, n.id AS ns_id, n.parent_id
+    FROM projects pr JOIN namespaces n ON n.id = pr.namespace_id
+    WHERE pr.namespace_id = ANY($1::bigint[])
+    UNION ALL
+    SELECT c.project_id, n.id, n.parent_id FROM chain c JOIN namespaces n ON n.id = c.parent_id
+)
+SELECT pr.*, n.full_path || '/' || pr.path AS path_with_namespace,
+       n.kind AS namespace_kind, n.owner_id AS namespace_owner_id,
+       ARRAY(SELECT c.ns_id FROM chain c WHERE c.project_id = pr.id) AS ancestor_ids,
+       COALESCE(GREATEST(
+           (SELECT access_level FROM project_members m
+             WHERE m.project_id = pr.id AND m.user_id = $2
+               AND (m.expires_at IS NULL OR m.expires_at > current_date)),
+           (SELECT max(access_level) FROM group_members g
+             WHERE g.group_id IN (SELECT c.ns_id FROM chain c WHERE c.project_id = pr.id)
+               AND g.user_id = $2
+               AND (g.expires_at IS NULL OR g.expires_at > current_date)),
+           CASE WHEN n.kind = 'user' AND n.owner_id = $2 THEN 50 END
+       ), 0) AS access_level
+FROM projects pr JOIN namespaces n ON n.id = pr.namespace_id
+WHERE pr.namespace_id = ANY($1::bigint[])
+"""
+
+
+async def group_projects_for_caller(
+    conn: Conn, namespace_ids: list[int], user_id: int | None
+) -> list[asyncpg.Record]:
+    return await conn.fetch(GROUP_PROJECTS_FOR_CALLER, namespace_ids, user_id or 0)
+
+
+# --- Packages API: one package, its files ---------------------------------------------------
+
+FIND_PACKAGE = "SELECT * FROM packages WHERE id = $1 AND project_id = $2"
+
+# The other displayable versions of a package (GitLab's `versions` in a single GET).
+OTHER_VERSIONS = """
+SELECT id, version, created_at FROM packages
+WHERE project_id = $1 AND name = $2 AND package_type = $3 AND version <> $4
+  AND status = ANY($5::smallint[])
+ORDER BY version COLLATE "C", id
+"""
+
+_FILE_ORDER_COLUMNS = {"id": "id", "created_at": "created_at",
+                       "file_name": 'file_name COLLATE "C"'}
+
+COUNT_PACKAGE_FILES = "SELECT count(*) FROM package_files WHERE package_id = $1 AND status = 0"
+_LIST_PACKAGE_FILES = """
+SELECT * FROM package_files WHERE package_id = $1 AND status = 0
+ORDER BY {column} {direction}, id {direction}
+LIMIT $2 OFFSET $3
+"""
+
+
+async def find_package(conn: Conn, project_id: int, package_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(FIND_PACKAGE, package_id, project_id)
+
+
+async def other_versions(conn: Conn, pkg: asyncpg.Record) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        OTHER_VERSIONS, pkg["project_id"], pkg["name"], pkg["package_type"], pkg["version"],
+        list(DISPLAYABLE_STATUSES),
+    )
+
+
+async def list_package_files(
+    conn: Conn, package_id: int, *, order_by: str, sort: str, limit: int, offset: int
+) -> tuple[int, list[asyncpg.Record]]:
+    if order_by not in _FILE_ORDER_COLUMNS or sort not in ("asc", "desc"):
+        raise ValueError(f"unknown order {order_by} {sort}")
+    total = await conn.fetchval(COUNT_PACKAGE_FILES, package_id)
+    query = _LIST_PACKAGE_FILES.format(
+        column=_FILE_ORDER_COLUMNS[order_by], direction=sort.upper()
+    )
+    return total, await conn.fetch(query, package_id, limit, offset)
+
+
+# --- deletion -------------------------------------------------------------------------------
+# Deleting a package_files row (directly or by cascade) queues its object in object_deletions
+# in the same transaction (schema.sql's trigger); the deletion worker empties the queue.
+
+DELETE_PACKAGE = "DELETE FROM packages WHERE id = $1 RETURNING id"
+DELETE_PACKAGE_FILE = """
+DELETE FROM package_files WHERE id = $1 AND package_id = $2 AND status = 0 RETURNING id
+"""
+DELETE_FILES_NAMED = """
+DELETE FROM package_files WHERE package_id = $1 AND file_name = $2 RETURNING id
+"""
+
+# The package a generic path names, for deletion: any status a download could find.
+FIND_INSTALLABLE_PACKAGE = """
+SELECT * FROM packages
+WHERE project_id = $1 AND name = $2 AND version = $3 AND package_type = 7
+  AND status = ANY($4::smallint[])
+"""
+
+
+async def delete_package(conn: Conn, package_id: int) -> bool:
+    return await conn.fetchval(DELETE_PACKAGE, package_id) is not None
+
+
+async def delete_package_file(conn: Conn, package_id: int, file_id: int) -> bool:
+    return await conn.fetchval(DELETE_PACKAGE_FILE, file_id, package_id) is not None
+
+
+async def delete_files_named(conn: Conn, package_id: int, file_name: str) -> int:
+    return len(await conn.fetch(DELETE_FILES_NAMED, package_id, file_name))
+
+
+async def find_installable_package(
+    conn: Conn, project_id: int, name: str, version: str
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        FIND_INSTALLABLE_PACKAGE, project_id, name, version, list(INSTALLABLE_STATUSES)
+    )
+
+
+# --- the object deletion queue ---------------------------------------------------------------
+
+# Due entries, locked for this transaction; other instances skip them rather than wait.
+CLAIM_OBJECT_DELETIONS = """
+SELECT id, object_key, attempts FROM object_deletions
+WHERE next_attempt_at <= now()
+ORDER BY next_attempt_at, id
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+FINISH_OBJECT_DELETION = "DELETE FROM object_deletions WHERE id = $1"
+POSTPONE_OBJECT_DELETION = """
+UPDATE object_deletions
+SET attempts = attempts + 1, last_error = $3,
+    next_attempt_at = now() + make_interval(secs => $2)
+WHERE id = $1
+"""
+# Seconds until the next entry is due (None when the queue is empty).
+NEXT_OBJECT_DELETION_DUE = """
+SELECT GREATEST(0, extract(epoch FROM min(next_attempt_at) - now()))::float8 FROM object_deletions
+"""
+
+
+async def claim_object_deletions(conn: Conn, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(CLAIM_OBJECT_DELETIONS, limit)
+
+
+async def finish_object_deletion(conn: Conn, deletion_id: int) -> None:
+    await conn.execute(FINISH_OBJECT_DELETION, deletion_id)
+
+
+async def postpone_object_deletion(
+    conn: Conn, deletion_id: int, delay: float, error: str
+) -> None:
+    await conn.execute(POSTPONE_OBJECT_DELETION, deletion_id, delay, error[:1000])
+
+
+async def next_object_deletion_due(conn: Conn) -> float | None:
+    return await conn.fetchval(NEXT_OBJECT_DELETION_DUE)
+
+
+# --- namespace package settings ---------------------------------------------------------------
+
+PACKAGE_SETTINGS = """
+SELECT generic_duplicates_allowed, generic_duplicate_exception_regex
+FROM namespaces WHERE id = $1
+"""
+UPDATE_PACKAGE_SETTINGS = """
+UPDATE namespaces
+SET generic_duplicates_allowed = COALESCE($2, generic_duplicates_allowed),
+    generic_duplicate_exception_regex = COALESCE($3, generic_duplicate_exception_regex)
+WHERE id = $1
+RETURNING generic_duplicates_allowed, generic_duplicate_exception_regex
+"""
+
+
+async def package_settings(conn: Conn, namespace_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(PACKAGE_SETTINGS, namespace_id)
+
+
+async def update_package_settings(
+    conn: Conn, namespace_id: int, allowed: bool | None, exception_regex: str | None
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)

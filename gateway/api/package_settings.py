@@ -1,0 +1,57 @@
+"""``GET``/``PUT /api/v4/groups/:id/packages/settings``: a group's duplicate policy.
+
+packgate's REST form of GitLab's namespace package settings (GitLab uses GraphQL), with its
+field names, its rights (``admin_package``: Maintainer+ of the group, or an administrator) and
+its validation answers (``reference/packages-api.md`` §7.2). The policy applies to the projects
+directly in this group, as on GitLab.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import auth, keys, packages
+from gateway.api.params import as_bool, read_params
+from gateway.errors import Forbidden, InvalidParameters, Unauthorized, json_response
+
+_REGEX = "generic_duplicate_exception_regex"
+
+
+async def _group(request: web.Request) -> auth.GroupAccess:
+    creds = auth.Credentials.from_request(request.headers, request.query)
+    who = await request.app[keys.authenticator].authenticate(creds, request.method)
+    if who.anonymous:
+        raise Unauthorized()
+    group = auth.require_group_visible(
+        who, await auth.group_access(request.app[keys.db], who, request.match_info["id"])
+    )
+    if not (who.is_admin or group.level >= auth.MAINTAINER):
+        raise Forbidden()
+    return group
+
+
+def _regex_param(params: dict[str, Any]) -> str | None:
+    value = params.get(_REGEX)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidParameters([f"{_REGEX} is invalid"])
+    return str(value)  # Grape coerces numbers to String
+
+
+async def get_settings(request: web.Request) -> web.Response:
+    group = await _group(request)
+    return json_response(await packages.package_settings(request.app[keys.db], group.group_id))
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    group = await _group(request)
+    params = await read_params(request)
+    allowed = as_bool(params, "generic_duplicates_allowed")
+    regex = _regex_param(params)
+    settings = await packages.update_package_settings(
+        request.app[keys.db], group.group_id, allowed=allowed, exception_regex=regex
+    )
+    return json_response(settings)

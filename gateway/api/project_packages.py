@@ -1,0 +1,241 @@
+"""GitLab's Packages API: list, get, list files, delete (``reference/packages-api.md``).
+
+``GET /projects/:id/packages``, ``GET /groups/:id/packages``, ``GET /projects/:id/packages/
+:package_id``, ``…/package_files``, ``DELETE …/packages/:package_id`` and ``DELETE
+…/package_files/:package_file_id``. Checks run in GitLab's order: project (404 ``Project Not
+Found``), ``read_package`` (403), for deletes ``destroy_package`` (403), then parameters and the
+package itself (404) — so a Developer deleting a missing package gets 403.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from gateway import auth, keys, packages
+from gateway.api import pagination
+from gateway.api.params import as_bool, as_choice, path_int
+from gateway.api.present import iso, package_status
+from gateway.db.packages import PACKAGE_TYPE_NAME, PACKAGE_TYPES, STATUS
+from gateway.errors import API_HEADERS, Forbidden, InvalidParameters, NotFound, json_response
+
+ORDER_BY = ("created_at", "name", "version", "type")
+GROUP_ORDER_BY = (*ORDER_BY, "project_path")
+FILE_ORDER_BY = ("id", "created_at", "file_name")
+SORT = ("asc", "desc")
+_WEB_PATH_STATUSES = ("default", "deprecated")
+
+
+async def _caller(request: web.Request) -> auth.Principal:
+    creds = auth.Credentials.from_request(request.headers, request.query)
+    return await request.app[keys.authenticator].authenticate(creds, request.method)
+
+
+async def _project(request: web.Request, who: auth.Principal, *, destroy: bool = False,
+                   ) -> auth.ProjectAccess:
+    access = await auth.project_access(
+        request.app[keys.db], who, request.match_info["id"],
+        allow_guest_pull=request.app[keys.settings].allow_guest_pull,
+    )
+    # The Packages API finds projects with find_project!: 404 "Project Not Found", also for
+    # anonymous callers (unlike the generic routes, which answer them 401).
+    if access is None or not access.read_project:
+        raise NotFound("Project")
+    if not access.read_package or (destroy and not access.destroy_package):
+        raise Forbidden()
+    return access
+
+
+def _query(request: web.Request, order_by_values: tuple[str, ...],
+           flags: tuple[str, ...] = ("include_versionless",)) -> packages.PackageQuery:
+    """The list parameters with Grape's 400s, all failures reported together."""
+    q = request.query
+    errors: list[str] = []
+
+    def choice(name: str, allowed: tuple[str, ...]) -> str | None:
+        try:
+            return as_choice(q, name, allowed)  # type: ignore[arg-type]
+        except InvalidParameters as exc:
+            errors.append(exc.message)
+            return None
+
+    package_type = choice("package_type", tuple(PACKAGE_TYPES))
+    status = choice("status", tuple(STATUS))
+    order_by = choice("order_by", order_by_values)
+    sort = choice("sort", SORT)
+    for flag in flags:
+        try:
+            as_bool(q, flag)  # type: ignore[arg-type]
+        except InvalidParameters as exc:
+            errors.append(exc.message)
+    if errors:
+        raise InvalidParameters(errors)
+    return packages.PackageQuery(
+        package_type=PACKAGE_TYPES[package_type] if package_type else None,
+        package_name=q.get("package_name") or None,
+        package_version=q.get("package_version") or None,
+        status=STATUS[status] if status else None,
+        order_by=order_by or "created_at",
+        sort=sort or "asc",
+    )
+
+
+def _package(
+    request: web.Request, row: Any, *, project_path: str, can_destroy: bool,
+    in_group: bool = False,
+) -> dict[str, Any]:
+    """``API::Entities::Package`` (without ``versions``)."""
+    status = package_status(row["status"])
+    links: dict[str, str] = {}
+    if status in _WEB_PATH_STATUSES:
+        links["web_path"] = f"/{project_path}/-/packages/{row['id']}"
+    if can_destroy:
+        links["delete_api_path"] = (
+            f"{pagination.external_base(request)}/api/v4/projects/{row['project_id']}"
+            f"/packages/{row['id']}"
+        )
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "name": row["name"],
+        "version": row["version"],
+        "package_type": PACKAGE_TYPE_NAME.get(row["package_type"], "generic"),
+        "status": status,
+        "_links": links,
+        "created_at": iso(row["created_at"]),
+        "last_downloaded_at": iso(row["last_downloaded_at"]),
+    }
+    if in_group:
+        out["project_id"] = row["project_id"]
+        out["project_path"] = project_path
+    out["tags"] = []
+    return out
+
+
+def _package_file(row: Any) -> dict[str, Any]:
+    """``API::Entities::PackageFile``."""
+    return {
+        "id": row["id"],
+        "package_id": row["package_id"],
+        "created_at": iso(row["created_at"]),
+        "file_name": row["file_name"],
+        "size": row["size"],
+        "file_md5": row["file_md5"],
+        "file_sha1": row["file_sha1"],
+        "file_sha256": row["file_sha256"],
+    }
+
+
+def _page_response(request: web.Request, page: pagination.Page, total: int,
+                   items: list[dict[str, Any]]) -> web.Response:
+    return json_response(items, 200, pagination.headers(request, page, total))
+
+
+async def list_project_packages(request: web.Request) -> web.Response:
+    who = await _caller(request)
+    access = await _project(request, who)
+    query = _query(request, ORDER_BY)
+    page = pagination.page_of(request)
+    total, rows = await packages.list_packages(
+        request.app[keys.db], [access.project_id], query, limit=page.limit, offset=page.offset
+    )
+    path = access.project["path_with_namespace"]
+    items = [_package(request, r, project_path=path, can_destroy=access.destroy_package)
+             for r in rows]
+    return _page_response(request, page, total, items)
+
+
+async def list_group_packages(request: web.Request) -> web.Response:
+    app = request.app
+    who = await _caller(request)
+    group = auth.require_group_visible(
+        who, await auth.group_access(app[keys.db], who, request.match_info["id"])
+    )
+    query = _query(request, GROUP_ORDER_BY, ("include_versionless", "exclude_subgroups"))
+    exclude = as_bool(request.query, "exclude_subgroups") or False  # type: ignore[arg-type]
+    page = pagination.page_of(request)
+    projects = await packages.group_projects(
+        app[keys.db], group.group_id, who.user_id, exclude_subgroups=exclude
+    )
+    # Only projects whose packages the caller may read (registry enabled, role, visibility).
+    readable = {}
+    for row in projects:
+        access = auth.abilities(who, row, allow_guest_pull=app[keys.settings].allow_guest_pull)
+        if access.read_package:
+            readable[row["id"]] = access
+    total, rows = await packages.list_packages(
+        app[keys.db], list(readable), query, limit=page.limit, offset=page.offset
+    )
+    items = [
+        _package(
+            request, r, project_path=r["project_full_path"],
+            can_destroy=readable[r["project_id"]].destroy_package, in_group=True,
+        )
+        for r in rows
+    ]
+    return _page_response(request, page, total, items)
+
+
+async def get_package(request: web.Request) -> web.Response:
+    who = await _caller(request)
+    access = await _project(request, who)
+    package_id = path_int(request, "package_id")
+    row, versions = await packages.package_details(
+        request.app[keys.db], access.project_id, package_id
+    )
+    body = _package(request, row, project_path=access.project["path_with_namespace"],
+                    can_destroy=access.destroy_package)
+    body["versions"] = [
+        {"id": v["id"], "version": v["version"], "created_at": iso(v["created_at"]), "tags": []}
+        for v in versions
+    ]
+    return json_response(body)
+
+
+async def list_package_files(request: web.Request) -> web.Response:
+    who = await _caller(request)
+    access = await _project(request, who)
+    package_id = path_int(request, "package_id")
+    errors: list[str] = []
+    order = sort = None
+    try:
+        order = as_choice(request.query, "order_by", FILE_ORDER_BY)  # type: ignore[arg-type]
+    except InvalidParameters as exc:
+        errors.append(exc.message)
+    try:
+        sort = as_choice(request.query, "sort", SORT)  # type: ignore[arg-type]
+    except InvalidParameters as exc:
+        errors.append(exc.message)
+    if errors:
+        raise InvalidParameters(errors)
+    page = pagination.page_of(request)
+    total, rows = await packages.list_package_files(
+        request.app[keys.db], access.project_id, package_id, order_by=order or "id",
+        sort=sort or "asc", limit=page.limit, offset=page.offset,
+    )
+    return _page_response(request, page, total, [_package_file(r) for r in rows])
+
+
+def deleted(request: web.Request) -> web.Response:
+    """204 after a delete committed; the objects leave the bucket now, not at the next poll."""
+    request.app[keys.deletions].wake()
+    return web.Response(status=204, headers=API_HEADERS)
+
+
+async def delete_package(request: web.Request) -> web.Response:
+    who = await _caller(request)
+    access = await _project(request, who, destroy=True)
+    package_id = path_int(request, "package_id")
+    await packages.delete_package(request.app[keys.db], access.project_id, package_id)
+    return deleted(request)
+
+
+async def delete_package_file(request: web.Request) -> web.Response:
+    who = await _caller(request)
+    access = await _project(request, who, destroy=True)
+    package_id = path_int(request, "package_id")
+    file_id = path_int(request, "package_file_id")
+    await packages.delete_package_file(
+        request.app[keys.db], access.project_id, package_id, file_id
+    )
+    return deleted(request)
