@@ -424,3 +424,87 @@ def test_tokens_carry_gitlabs_prefixes() -> None:
     assert auth.new_token(auth.PAT_PREFIX)[0].startswith("glpat-")
     assert auth.new_token(auth.DEPLOY_PREFIX)[0].startswith("gldt-")
     assert auth.new_token(auth.JOB_PREFIX)[0].startswith("glcbt-")
+
+
+# --- the administration endpoints of a project ------------------------------------------------
+
+# endpoint -> (method, path after /api/v4/projects/<id>, body, success status)
+ADMIN_ENDPOINTS = {
+    "get_project": ("GET", "", None, 200),
+    "update_project": ("PUT", "", {"description": "changed"}, 200),
+    "add_member": ("POST", "/members", {"user": "outsider", "access_level": 10}, 201),
+    "create_deploy_token": ("POST", "/deploy_tokens",
+                            {"name": "d", "scopes": ["read_package_registry"]}, 201),
+    "create_access_token": ("POST", "/access_tokens",
+                            {"name": "b", "scopes": ["api"], "access_level": 10}, 201),
+    "mint_job_token": ("POST", "/job_tokens", {"user": "developer"}, 201),
+    "delete_project": ("DELETE", "", None, 202),
+}
+_OK, _NO = "ok", 403
+# role -> per endpoint (private, public); "ok" = the endpoint's success status.
+ADMIN_MATRIX = {
+    "anonymous": {"get_project": (404, _OK), "*": (401, 401)},
+    "outsider": {"get_project": (404, _OK), "*": (404, _NO)},
+    "guest": {"get_project": (_OK, _OK), "*": (_NO, _NO)},
+    "reporter": {"get_project": (_OK, _OK), "*": (_NO, _NO)},
+    "developer": {"get_project": (_OK, _OK), "*": (_NO, _NO)},
+    "maintainer": {"delete_project": (_NO, _NO), "*": (_OK, _OK)},
+    "owner": {"*": (_OK, _OK)},
+    "admin": {"*": (_OK, _OK)},
+}
+ADMIN_CELLS = [
+    pytest.param(role, endpoint, vis, expected, id=f"{role}-{endpoint}-{vis}")
+    for role, row in ADMIN_MATRIX.items()
+    for endpoint in ADMIN_ENDPOINTS
+    for vis, expected in zip(("private", "public"), row.get(endpoint, row.get("*")), strict=True)
+]
+
+
+@pytest.mark.parametrize(("role", "endpoint", "visibility", "expected"), ADMIN_CELLS)
+async def test_admin_endpoint_cell_matches_gitlab(client, instance: Instance, role: str,
+                                                  endpoint: str, visibility: str,
+                                                  expected) -> None:
+    method, tail, body, success = ADMIN_ENDPOINTS[endpoint]
+    if body is not None and "user" in body:
+        body = {**{k: v for k, v in body.items() if k != "user"},
+                "user_id": instance.users[body["user"]]}
+    headers = {}
+    if role == "admin":
+        headers = {"PRIVATE-TOKEN": instance.world.admin_token}
+    elif role != "anonymous":
+        headers = {"PRIVATE-TOKEN": instance.world.tokens[role]}
+    pid = instance.projects[visibility]
+    resp = await client.request(method, f"/api/v4/projects/{pid}{tail}", json=body,
+                                headers=headers)
+    status = success if expected == _OK else expected
+    assert resp.status == status, await resp.text()
+    if status == 401:
+        assert await resp.json() == PLAIN_401
+        assert "WWW-Authenticate" not in resp.headers
+    elif status == 403:
+        assert await resp.json() == FORBIDDEN
+    elif status == 404:
+        assert await resp.json() == {"message": "404 Project Not Found"}
+
+
+@pytest.mark.parametrize("cred", ["deploy:write_package_registry", "job:owner"])
+async def test_deploy_and_job_tokens_are_not_accepted_by_the_admin_api(
+    client, instance: Instance, cred: str
+) -> None:
+    pid = instance.projects["private"]
+    headers = await credential(instance, cred, pid)
+    resp = await client.put(f"/api/v4/projects/{pid}", json={"description": "x"},
+                            headers=headers)
+    assert (resp.status, await resp.json()) == (401, PLAIN_401)
+
+
+async def test_read_api_token_reads_a_project_but_may_not_change_it(
+    client, instance: Instance
+) -> None:
+    pid = instance.projects["private"]
+    headers = await credential(instance, "pat:read_api:owner", pid)
+    read = await client.get(f"/api/v4/projects/{pid}", headers=headers)
+    write = await client.put(f"/api/v4/projects/{pid}", json={"description": "x"},
+                             headers=headers)
+    assert read.status == 200
+    assert (write.status, await write.json()) == (403, SCOPE_403)
