@@ -128,6 +128,7 @@ DEPLOY_TOKEN_SCOPES = frozenset({
     "write_package_registry", "read_virtual_registry", "write_virtual_registry",
 })
 ACCESS_LEVELS = (10, 15, 20, 25, 30, 40, 50)
+MINIMAL_ACCESS = auth.MINIMAL_ACCESS  # groups only
 VISIBILITIES = ("private", "internal", "public")
 REGISTRY_LEVELS = ("disabled", "private", "enabled", "public")
 DEFAULT_TOKEN_DAYS = 365  # GitLab's maximum lifetime, used when no expiry is given

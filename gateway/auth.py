@@ -32,6 +32,7 @@ from gateway.errors import (
 )
 
 GUEST, PLANNER, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 15, 20, 30, 40, 50
+MINIMAL_ACCESS = 5  # a group member who sees the group, not its projects
 
 PAT_PREFIX = "glpat-"
 DEPLOY_PREFIX = "gldt-"
@@ -142,9 +143,13 @@ class _TokenCache:
 
 
 class Authenticator:
+    # GitLab records a token's last use at most every ten minutes.
+    TOUCH_INTERVAL = 600.0
+
     def __init__(self, db: Database, cache_seconds: float = 0.0) -> None:
         self._db = db
         self._cache = _TokenCache(cache_seconds)
+        self._touched: dict[int, float] = {}
 
     def forget_cached(self) -> None:
         """Drop every cached token (after a revocation, so this process honours it at once)."""
@@ -241,8 +246,22 @@ class Authenticator:
                 if strict:
                     raise Unauthorized(challenge=challenge)
                 continue
-            return self._pat_principal(row, method, read_scopes, any_scope)
+            principal = self._pat_principal(row, method, read_scopes, any_scope)
+            await self._touch(row)
+            return principal
         return None
+
+    async def _touch(self, row: Any) -> None:
+        """Keep ``last_used_at`` (shown by the token APIs) within GitLab's ten minutes."""
+        now = time.monotonic()
+        if not row["touch_due"] or now - self._touched.get(row["token_id"], -1e9) < \
+                self.TOUCH_INTERVAL:
+            return
+        if len(self._touched) > 10_000:
+            self._touched.clear()
+        self._touched[row["token_id"]] = now
+        async with self._db.connection() as conn:
+            await identity.touch_pat(conn, row["token_id"])
 
     @staticmethod
     def _check_user_state(row: Any) -> None:
@@ -417,7 +436,7 @@ def group_abilities(who: Principal, row: asyncpg.Record) -> GroupAccess:
     visibility = row["visibility"]
     read_group = (
         who.is_admin
-        or level >= GUEST
+        or level >= MINIMAL_ACCESS
         or visibility == "public"
         or (visibility == "internal" and signed_in)
         or deploy

@@ -704,3 +704,23 @@ async def test_read_api_token_may_read_but_not_create(client, world: World) -> N
                               headers=h(token))
     assert read.status == 200
     assert (write.status, (await write.json())["error"]) == (403, "insufficient_scope")
+
+
+async def test_token_use_is_recorded_as_last_used_at(client, world: World) -> None:
+    token = await world.token(2)
+    await client.get("/api/v4/user", headers=h(token))
+    listed = await (await client.get("/api/v4/personal_access_tokens?user_id=2",
+                                     headers=h(world.admin_token))).json()
+    assert [t["last_used_at"] is not None for t in listed][-1]
+
+
+async def test_minimal_access_group_member_sees_the_group_not_its_projects(
+    client, world: World
+) -> None:
+    added = await client.post("/api/v4/groups/acme/members",
+                              json={"user_id": 7, "access_level": 5},
+                              headers=h(world.admin_token))
+    group = await client.get("/api/v4/groups/acme", headers=h(world.tokens["outsider"]))
+    projects = await client.get("/api/v4/projects", headers=h(world.tokens["outsider"]))
+    assert (added.status, group.status) == (201, 200)
+    assert await projects.json() == []

@@ -83,7 +83,9 @@ async def get_member(request: web.Request) -> web.Response:
 
 def _access_level(params: dict[str, Any], who: auth.Principal, source: _Source) -> int:
     level = as_int(params, "access_level", required=True)
-    if level not in accounts.ACCESS_LEVELS:
+    minimal = (accounts.MINIMAL_ACCESS,) if source.kind == "group" else ()
+    allowed = accounts.ACCESS_LEVELS + minimal
+    if level not in allowed:
         raise ValidationFailed({"access_level": ["is not included in the list"]})
     # Nobody grants more than they hold (an Owner is needed to make an Owner).
     caller.require_level(who, source.level, max(level, source.manage_level))

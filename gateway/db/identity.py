@@ -11,6 +11,7 @@ Conn = asyncpg.Connection
 FIND_PERSONAL_ACCESS_TOKEN = """
 SELECT t.id AS token_id, t.token_digest, t.scopes, t.expires_at, t.revoked,
        t.expires_at IS NOT NULL AND t.expires_at <= current_date AS expired,
+       t.last_used_at IS NULL OR t.last_used_at < now() - interval '10 minutes' AS touch_due,
        u.id AS user_id, u.username, u.is_admin, u.state, u.external, u.bot
 FROM personal_access_tokens t JOIN users u ON u.id = t.user_id
 WHERE t.token_digest = $1
@@ -569,14 +570,14 @@ async def list_projects(
     level = """GREATEST(COALESCE(pm.access_level, 0), COALESCE(l.level, 0),
                         CASE WHEN n.kind = 'user' AND n.owner_id = $1 THEN 50 ELSE 0 END)"""
     where = [f"($2 OR pr.visibility = 'public' OR (pr.visibility = 'internal' AND $3) "
-             f"OR {level} > 0)"]
+             f"OR {level} >= 10)"]  # Guest or more: Minimal access (5) sees no project
     if search:
         p = arg(f"%{search.lower()}%")
         where.append(f"(lower(pr.name) LIKE {p} OR lower(pr.path) LIKE {p})")
     if owned:
         where.append("n.kind = 'user' AND n.owner_id = $1")
     if membership:
-        where.append(f"{level} > 0")
+        where.append(f"{level} >= 10")
     if visibility:
         where.append(f"pr.visibility = {arg(visibility)}")
     if min_access_level is not None:
