@@ -724,3 +724,47 @@ async def test_minimal_access_group_member_sees_the_group_not_its_projects(
     projects = await client.get("/api/v4/projects", headers=h(world.tokens["outsider"]))
     assert (added.status, group.status) == (201, 200)
     assert await projects.json() == []
+
+
+async def test_user_save_resending_its_own_email_and_username_succeeds(client,
+                                                                        world: World) -> None:
+    """python-gitlab's ``user.save()`` always re-sends email, username and name."""
+    resp = await client.put("/api/v4/users/2", headers=h(world.admin_token), json={
+        "email": "guest@example.com", "username": "guest", "name": "Guest", "note": "on call"})
+    body = await resp.json()
+    assert (resp.status, body["note"], body["username"]) == (200, "on call", "guest")
+
+
+async def test_user_update_to_anothers_email_is_409(client, world: World) -> None:
+    resp = await client.put("/api/v4/users/2", json={"email": "owner@example.com"},
+                            headers=h(world.admin_token))
+    assert (resp.status, await resp.json()) == (409, {"message": "Email has already been taken"})
+
+
+async def test_anonymous_may_look_a_user_up_by_username_only(client, world: World) -> None:
+    found = await client.get("/api/v4/users?username=Guest")
+    listing = await client.get("/api/v4/users")
+    assert [u["username"] for u in await found.json()] == ["guest"]
+    assert listing.status == 403
+
+
+async def test_renaming_a_group_path_moves_its_subgroups_and_projects(client,
+                                                                       world: World) -> None:
+    acme = await (await client.get("/api/v4/groups/acme", headers=h(world.admin_token))).json()
+    await client.post("/api/v4/groups", json={"name": "sub", "path": "sub",
+                                              "parent_id": acme["id"]},
+                      headers=h(world.admin_token))
+    resp = await client.put(f"/api/v4/groups/{acme['id']}", json={"path": "acme-corp"},
+                            headers=h(world.admin_token))
+    sub = await client.get("/api/v4/groups/acme-corp%2Fsub", headers=h(world.admin_token))
+    project = await client.get("/api/v4/projects/acme-corp%2Ftools",
+                               headers=h(world.admin_token))
+    assert resp.status == 200
+    assert (sub.status, project.status) == (200, 200)
+
+
+async def test_external_user_does_not_see_internal_projects(client, world: World) -> None:
+    pid = await world.project("corp", "int", "internal")
+    await world.conn.execute("UPDATE users SET external = true WHERE username = 'outsider'")
+    resp = await client.get(f"/api/v4/projects/{pid}", headers=h(world.tokens["outsider"]))
+    assert resp.status == 404
