@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
+from gateway.sweeper import run_sweeper
 from gateway.uploads import BufferPool, UploadContext, UploadLimits
 
 # Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
@@ -32,6 +34,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_database)  # closed last
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
+    app.cleanup_ctx.append(_sweeper)  # cancelled first
     setup_routes(app)
     return app
 
@@ -78,3 +81,18 @@ async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             pools.shutdown()
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
+    settings = app[keys.settings]
+    task = asyncio.create_task(
+        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds),
+        name="sweeper",
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -13,8 +13,8 @@ upload are left, and the pending-upload row is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -285,22 +285,36 @@ async def _clean_up(
 
 
 class Heartbeat:
-    """Calls ``beat`` at most once per ``interval`` seconds."""
+    """Calls ``beat`` every ``interval`` seconds while the upload runs (``async with``).
+
+    It runs beside the stream rather than between parts, so a slow client that takes longer
+    than the stale window to fill one part is still seen as alive, and a slow database never
+    holds up the body.
+    """
 
     def __init__(self, beat: Callable[[], Awaitable[None]], interval: float) -> None:
         self._beat = beat
         self._interval = interval
-        self._last = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
 
-    async def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self._beat()
             except Exception as exc:
                 # A short database blip must not kill a long upload; the commit decides.
                 log.warning("heartbeat failed: %s", exc)
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,15 +353,15 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    return await stream_to_store(
-        body,
-        ctx.store,
-        key,
-        size=size,
-        limits=ctx.limits,
-        buffers=ctx.buffers,
-        pools=ctx.pools,
-        on_multipart=record_upload_id,
-        on_part=Heartbeat(beat, ctx.heartbeat_interval),
-        on_cleaned=drop_pending,
-    )
+    async with Heartbeat(beat, ctx.heartbeat_interval):
+        return await stream_to_store(
+            body,
+            ctx.store,
+            key,
+            size=size,
+            limits=ctx.limits,
+            buffers=ctx.buffers,
+            pools=ctx.pools,
+            on_multipart=record_upload_id,
+            on_cleaned=drop_pending,
+        )

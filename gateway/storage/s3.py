@@ -231,10 +231,10 @@ class S3Store:
                 keys.extend(o["Key"] for o in page.get("Contents", []))
         return keys
 
-    async def list_open_uploads(self) -> list[OpenUpload]:
+    async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         uploads: list[OpenUpload] = []
         with translate_errors("list_multipart_uploads"):
             paginator = self.client.get_paginator("list_multipart_uploads")
-            async for page in paginator.paginate(Bucket=self.bucket):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 uploads.extend(OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
         return uploads
