@@ -29,6 +29,10 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app = web.Application(middlewares=[error_middleware], handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
+        # After an answer to an unread body (refused upload, timeout), aiohttp reads and
+        # discards the rest before closing, 10 s by default; one second lets the client read
+        # the answer before the close, without taking in gigabytes for nothing.
+        "lingering_time": 1.0,
     })
     app[keys.settings] = settings
     app.cleanup_ctx.append(_database)  # closed last

@@ -237,9 +237,13 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
-    except (ClientGone, ConnectionResetError, asyncio.CancelledError):
-        # The peer is gone; there is nobody to answer. Re-raise cancellation for aiohttp.
+    except (ClientGone, ConnectionResetError):
+        # The peer is gone; there is nobody to answer.
         log.info("client gone", extra={"status": 499, "path": request.path})
+        raise
+    except asyncio.CancelledError:
+        # Shutdown past its deadline (or aiohttp after a disconnect); re-raised for aiohttp.
+        log.info("request cancelled", extra={"path": request.path})
         raise
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
@@ -247,9 +251,9 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def _close_if_body_unread(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
-    """An answer given before the body was read (refused upload, outage) closes the connection:
-    otherwise aiohttp would keep reading and discarding the rest of the body for up to 10 s,
-    and a client without ``Expect: 100-continue`` would go on sending its gigabytes."""
+    """An answer given before the body was read (refused upload, outage) closes the connection
+    (``Connection: close``), so a client without ``Expect: 100-continue`` stops sending its
+    gigabytes; aiohttp discards what still arrives for ``lingering_time`` (see app.py)."""
     if request.body_exists and not request.content.is_eof():
         response.force_close()
     return response

@@ -190,7 +190,7 @@ async def stream_to_store(
     total = 0
     number = 0
     ok = False
-    put_attempted = False
+    reached_store = False  # a request that may have created something was sent
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
@@ -215,7 +215,7 @@ async def stream_to_store(
             if number == 0 and n < want:
                 # The whole body fits in one part: a single PutObject.
                 crc, _ = await asyncio.gather(pools.crc32(view), hasher.feed(view))
-                put_attempted = True
+                reached_store = True
                 await store.put_object(key, view, crc)
                 break
             if n == 0:
@@ -223,6 +223,7 @@ async def stream_to_store(
                 await buffers.release(buf)
                 break
             if sink is None:
+                reached_store = True
                 sink = await store.open_sink(key)
                 if on_multipart is not None:
                     await on_multipart(sink.upload_id)
@@ -254,7 +255,7 @@ async def stream_to_store(
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
-            await asyncio.shield(_clean_up(store, key, sink, put_attempted, on_cleaned))
+            await asyncio.shield(_clean_up(store, key, sink, reached_store, on_cleaned))
         for buf in held:
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
@@ -265,15 +266,19 @@ async def _clean_up(
     store: ObjectStore,
     key: str,
     sink: PartSink | None,
-    put_attempted: bool,
+    reached_store: bool,
     on_cleaned: Callable[[], Awaitable[None]] | None,
 ) -> None:
     try:
         if sink is not None:
             await sink.abort()
-        elif put_attempted:
-            # The request may have reached S3 even though its answer did not reach us.
+        elif reached_store:
+            # A PutObject or CreateMultipartUpload may have reached S3 even though its answer
+            # did not reach us (a timeout): remove what it may have made.
             await store.delete(key)
+            for upload in await store.list_open_uploads(prefix=key):
+                if upload.key == key:
+                    await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
         log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
         return

@@ -69,7 +69,17 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except Exception as exc:
+                    # A server that goes away mid-statement can surface as a protocol error
+                    # (InternalClientError "another operation is in progress"), not only as
+                    # a connection error: on a connection that is now closed, it is an outage.
+                    if not isinstance(exc, UNAVAILABLE) and (
+                        conn.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                    ):
+                        raise DatabaseUnavailable() from exc
+                    raise
         except UNAVAILABLE as exc:
             log.warning("database unavailable: %r", exc)
             raise DatabaseUnavailable() from exc
