@@ -199,7 +199,7 @@ async def stream_to_store(
         crc = await pools.crc32(view)
         await sink.write_part(part, view, crc)
         await hashed
-        held.remove(buf)
+        _forget(held, buf)
         await buffers.release(buf)
 
     try:
@@ -219,7 +219,7 @@ async def stream_to_store(
                 await store.put_object(key, view, crc)
                 break
             if n == 0:
-                held.remove(buf)
+                _forget(held, buf)
                 await buffers.release(buf)
                 break
             if sink is None:
@@ -260,6 +260,14 @@ async def stream_to_store(
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
         held.clear()
+
+
+def _forget(held: list[bytearray], buf: bytearray) -> None:
+    # By identity: list.remove compares contents, and two parts of a file of zeros are equal.
+    for i, other in enumerate(held):
+        if other is buf:
+            del held[i]
+            return
 
 
 async def _clean_up(
