@@ -250,6 +250,37 @@ async def test_accepted_upload_with_expect_continue_is_stored(
     await assert_consistent(world.conn, s3, fast.s3_bucket, [sha(file.read_bytes())])
 
 
+async def test_upload_swept_while_its_commit_waits_is_refused_with_503(
+    gw, world: World, s3, fast: Settings
+) -> None:
+    lock = await asyncpg.connect(fast.database_url)
+    try:
+        # Hold the version's lock: the commit waits while the row's heartbeat goes stale.
+        await lock.execute(
+            "SELECT pg_advisory_lock("
+            "hashtextextended($1::bigint::text || '/' || $2 || '/' || $3, 7))",
+            world.project_id, "pkg", "1.0",
+        )
+        upload = asyncio.create_task(gw.put(path(world), data=os.urandom(BIG), headers=dev(world)))
+        await wait_for(
+            lambda: lock.fetchval(
+                "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"),
+            "the commit waiting for the version lock",
+        )
+        await wait_for(
+            lambda: world.conn.fetchval("SELECT count(*) = 0 FROM pending_uploads"),
+            "the sweeper taking the stale upload", timeout=SETTLE,
+        )
+    finally:
+        await lock.close()
+    resp = await asyncio.wait_for(upload, 60)
+    assert resp.status == 503
+    assert await resp.json() == {
+        "message": "503 Service Unavailable - the upload was interrupted, please retry"
+    }
+    await assert_consistent(world.conn, s3, fast.s3_bucket, [])
+
+
 # --- the gateway process: SIGKILL, SIGTERM ----------------------------------------------------
 
 
@@ -552,7 +583,7 @@ async def test_sweep_leaves_a_fresh_upload_alone(settings: Settings, world: Worl
 async def test_large_upload_cut_off_part_way_leaves_nothing(
     gw, world: World, s3, fast: Settings, fraction: float
 ) -> None:
-    size = 2 * 1024 * MiB
+    size = 1024 * MiB
     raw = await RawUpload(gw.server.host, gw.server.port).connect()
     await raw.send(put_head(path(world), world.tokens["developer"], length=size))
     block = os.urandom(8 * MiB)
