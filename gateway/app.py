@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
+from gateway.sweeper import run_sweeper
 from gateway.uploads import BufferPool, UploadContext, UploadLimits
 
 # Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
@@ -28,12 +30,17 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app = web.Application(middlewares=[error_middleware], handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
+        # After an answer to an unread body (refused upload, timeout), aiohttp reads and
+        # discards the rest before closing, 10 s by default; one second lets the client read
+        # the answer before the close, without taking in gigabytes for nothing.
+        "lingering_time": 1.0,
     })
     app[keys.settings] = settings
     app.cleanup_ctx.append(_database)  # closed last
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
-    app.cleanup_ctx.append(_deletion_worker)  # stopped first
+    app.cleanup_ctx.append(_deletion_worker)
+    app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
 
@@ -86,3 +93,16 @@ async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:
     async with DeletionWorker(app[keys.db], app[keys.store]).running() as worker:
         app[keys.deletions] = worker
         yield
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
+    settings = app[keys.settings]
+    task = asyncio.create_task(
+        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds),
+        name="sweeper",
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

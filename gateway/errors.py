@@ -25,6 +25,8 @@ class GatewayError(Exception):
 
     status = 500
     key = "message"
+    # True when the connection cannot be trusted after this answer (broken framing).
+    close_connection = False
 
     def __init__(self, message: str | None = None, *, headers: dict[str, str] | None = None):
         self.message = message if message is not None else self.default_message()
@@ -203,6 +205,16 @@ class RequestTimeout(GatewayError):
         super().__init__("408 Request Timeout - the request body stopped arriving")
 
 
+class BrokenBody(BadRequest):
+    """The body does not match its framing (broken chunked encoding, bytes beyond
+    ``Content-Length``); the upload is aborted and the connection closed."""
+
+    close_connection = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+
+
 class ClientGone(Exception):
     """The client hung up mid-request; nobody is left to answer (logged as 499)."""
 
@@ -220,12 +232,19 @@ def json_response(
 
 
 def render(err: GatewayError) -> web.Response:
-    return json_response(err.body(), err.status, err.headers)
+    response = json_response(err.body(), err.status, err.headers)
+    if err.close_connection:
+        response.force_close()
+    return response
 
 
 @web.middleware
 async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
     """Map every failure to GitLab's JSON; never let a traceback reach the client."""
+    return _close_if_body_unread(request, await _answer(request, handler))
+
+
+async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as err:
@@ -240,10 +259,23 @@ async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status < 400:
             raise
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
-    except (ClientGone, ConnectionResetError, asyncio.CancelledError):
-        # The peer is gone; there is nobody to answer. Re-raise cancellation for aiohttp.
+    except (ClientGone, ConnectionResetError):
+        # The peer is gone; there is nobody to answer.
         log.info("client gone", extra={"status": 499, "path": request.path})
+        raise
+    except asyncio.CancelledError:
+        # Shutdown past its deadline (or aiohttp after a disconnect); re-raised for aiohttp.
+        log.info("request cancelled", extra={"path": request.path})
         raise
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return render(GatewayError())
+
+
+def _close_if_body_unread(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    """An answer given before the body was read (refused upload, outage) closes the connection
+    (``Connection: close``), so a client without ``Expect: 100-continue`` stops sending its
+    gigabytes; aiohttp discards what still arrives for ``lingering_time`` (see app.py)."""
+    if request.body_exists and not request.content.is_eof():
+        response.force_close()
+    return response

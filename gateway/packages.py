@@ -14,6 +14,7 @@ go at once, which has the same visible effect (absent from lists, GET and downlo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from dataclasses import dataclass
@@ -25,7 +26,13 @@ import re2
 from gateway.db import identity
 from gateway.db import packages as q
 from gateway.db.pool import Database
-from gateway.errors import BadRequest, GatewayError, NotFound, RecordNotFound
+from gateway.errors import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    RecordNotFound,
+    ServiceUnavailable,
+)
 from gateway.naming import FileTarget
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
@@ -74,6 +81,11 @@ def _anchored(pattern: str) -> Any:
     # GitLab pastes the pattern between \A and \z without a group: a top-level "|" binds
     # loosely (``a|b`` is "starts with a" or "ends with b"). Kept on purpose.
     return re2.compile(r"\A" + pattern + r"\z", _RE2_OPTIONS)
+class UploadSwept(ServiceUnavailable):
+    """The upload's heartbeat went stale and the sweeper removed it before the commit."""
+
+    def __init__(self) -> None:
+        super().__init__("the upload was interrupted, please retry")
 
 
 def _exception_matches(pattern: str, value: str) -> bool:
@@ -150,38 +162,66 @@ async def commit_file(
 
     One transaction: the advisory lock on (project, name, version), find or create the
     package, the duplicate policy again, the file row, and the pending-upload row dropped.
+    If the pending row is already gone, the sweeper took this upload (its heartbeat went
+    stale) and the commit is refused. When the connection is lost during COMMIT itself the
+    outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
+    pending row left means the commit did not happen).
     """
+    outcome_known = True
     try:
-        async with db.transaction() as conn:
-            await q.lock_package_version(
-                conn, project_id, target.package_name, target.package_version
-            )
-            pkg = await q.find_live_package(
-                conn, project_id, target.package_name, target.package_version
-            )
-            wanted = q.STATUS[status] if status is not None else None
-            if pkg is None:
-                pkg = await q.insert_package(
-                    conn, project_id, target.package_name, target.package_version,
-                    wanted if wanted is not None else q.STATUS["default"], creator_id,
-                )
-            else:
-                if await _duplicate_refused(conn, project_id, pkg["id"], target):
-                    raise DuplicateNotAllowed()
-                if wanted is not None and wanted != pkg["status"]:
-                    await q.set_package_status(conn, pkg["id"], wanted)
-                else:
-                    await q.touch_package(conn, pkg["id"])
-            d = stored.digests
-            row = await q.insert_package_file(
-                conn, pkg["id"], project_id, target.file_name, stored.size,
-                d.md5, d.sha1, d.sha256, stored.key,
-            )
-            await q.delete_pending_upload(conn, stored.key)
+        async with db.connection() as conn:
+            tx = conn.transaction()
+            await tx.start()
+            try:
+                row = await _insert_file(conn, project_id, target, stored, status, creator_id)
+            except BaseException:
+                # A dead connection cannot roll back, but its transaction is gone anyway.
+                with contextlib.suppress(Exception):
+                    await tx.rollback()
+                raise
+            outcome_known = False
+            await tx.commit()
             return row
     except BaseException:
-        await _remove_orphan(db, store, stored.key)
+        if outcome_known:
+            await _remove_orphan(db, store, stored.key)
+        else:
+            log.warning("commit of %s interrupted; the sweeper will settle it", stored.key)
         raise
+
+
+async def _insert_file(
+    conn: asyncpg.Connection,
+    project_id: int,
+    target: FileTarget,
+    stored: StoredObject,
+    status: str | None,
+    creator_id: int | None,
+) -> asyncpg.Record:
+    await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
+    if not await q.drop_pending_upload(conn, stored.key):
+        raise UploadSwept()
+    pkg = await q.find_live_package(
+        conn, project_id, target.package_name, target.package_version
+    )
+    wanted = q.STATUS[status] if status is not None else None
+    if pkg is None:
+        pkg = await q.insert_package(
+            conn, project_id, target.package_name, target.package_version,
+            wanted if wanted is not None else q.STATUS["default"], creator_id,
+        )
+    else:
+        if await _duplicate_refused(conn, project_id, pkg["id"], target):
+            raise DuplicateNotAllowed()
+        if wanted is not None and wanted != pkg["status"]:
+            await q.set_package_status(conn, pkg["id"], wanted)
+        else:
+            await q.touch_package(conn, pkg["id"])
+    d = stored.digests
+    return await q.insert_package_file(
+        conn, pkg["id"], project_id, target.file_name, stored.size,
+        d.md5, d.sha1, d.sha256, stored.key,
+    )
 
 
 async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:

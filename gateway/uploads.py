@@ -13,8 +13,8 @@ upload are left, and the pending-upload row is dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -190,7 +190,7 @@ async def stream_to_store(
     total = 0
     number = 0
     ok = False
-    put_attempted = False
+    reached_store = False  # a request that may have created something was sent
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
@@ -199,7 +199,7 @@ async def stream_to_store(
         crc = await pools.crc32(view)
         await sink.write_part(part, view, crc)
         await hashed
-        held.remove(buf)
+        _forget(held, buf)
         await buffers.release(buf)
 
     try:
@@ -215,14 +215,15 @@ async def stream_to_store(
             if number == 0 and n < want:
                 # The whole body fits in one part: a single PutObject.
                 crc, _ = await asyncio.gather(pools.crc32(view), hasher.feed(view))
-                put_attempted = True
+                reached_store = True
                 await store.put_object(key, view, crc)
                 break
             if n == 0:
-                held.remove(buf)
+                _forget(held, buf)
                 await buffers.release(buf)
                 break
             if sink is None:
+                reached_store = True
                 sink = await store.open_sink(key)
                 if on_multipart is not None:
                     await on_multipart(sink.upload_id)
@@ -254,26 +255,38 @@ async def stream_to_store(
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
-            await asyncio.shield(_clean_up(store, key, sink, put_attempted, on_cleaned))
+            await asyncio.shield(_clean_up(store, key, sink, reached_store, on_cleaned))
         for buf in held:
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
         held.clear()
 
 
+def _forget(held: list[bytearray], buf: bytearray) -> None:
+    # By identity: list.remove compares contents, and two parts of a file of zeros are equal.
+    for i, other in enumerate(held):
+        if other is buf:
+            del held[i]
+            return
+
+
 async def _clean_up(
     store: ObjectStore,
     key: str,
     sink: PartSink | None,
-    put_attempted: bool,
+    reached_store: bool,
     on_cleaned: Callable[[], Awaitable[None]] | None,
 ) -> None:
     try:
         if sink is not None:
             await sink.abort()
-        elif put_attempted:
-            # The request may have reached S3 even though its answer did not reach us.
+        elif reached_store:
+            # A PutObject or CreateMultipartUpload may have reached S3 even though its answer
+            # did not reach us (a timeout): remove what it may have made.
             await store.delete(key)
+            for upload in await store.list_open_uploads(prefix=key):
+                if upload.key == key:
+                    await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
         log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
         return
@@ -285,22 +298,36 @@ async def _clean_up(
 
 
 class Heartbeat:
-    """Calls ``beat`` at most once per ``interval`` seconds."""
+    """Calls ``beat`` every ``interval`` seconds while the upload runs (``async with``).
+
+    It runs beside the stream rather than between parts, so a slow client that takes longer
+    than the stale window to fill one part is still seen as alive, and a slow database never
+    holds up the body.
+    """
 
     def __init__(self, beat: Callable[[], Awaitable[None]], interval: float) -> None:
         self._beat = beat
         self._interval = interval
-        self._last = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
 
-    async def __call__(self) -> None:
-        now = time.monotonic()
-        if now - self._last >= self._interval:
-            self._last = now
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
             try:
                 await self._beat()
             except Exception as exc:
                 # A short database blip must not kill a long upload; the commit decides.
                 log.warning("heartbeat failed: %s", exc)
+
+    async def __aenter__(self) -> Heartbeat:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,15 +366,15 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    return await stream_to_store(
-        body,
-        ctx.store,
-        key,
-        size=size,
-        limits=ctx.limits,
-        buffers=ctx.buffers,
-        pools=ctx.pools,
-        on_multipart=record_upload_id,
-        on_part=Heartbeat(beat, ctx.heartbeat_interval),
-        on_cleaned=drop_pending,
-    )
+    async with Heartbeat(beat, ctx.heartbeat_interval):
+        return await stream_to_store(
+            body,
+            ctx.store,
+            key,
+            size=size,
+            limits=ctx.limits,
+            buffers=ctx.buffers,
+            pools=ctx.pools,
+            on_multipart=record_upload_id,
+            on_cleaned=drop_pending,
+        )

@@ -114,14 +114,18 @@ def s3(s3_endpoint: str):
 async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     """A connection to an emptied database, for arranging and checking rows."""
     conn = await asyncpg.connect(database_url)
+    await empty_database(conn)
+    yield conn
+    await conn.close()
+
+
+async def empty_database(conn: asyncpg.Connection) -> None:
     tables = await conn.fetch(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
     )
     await conn.execute(
         "TRUNCATE " + ", ".join(t["tablename"] for t in tables) + " RESTART IDENTITY CASCADE"
     )
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture
@@ -194,6 +198,11 @@ ROLES = {"guest": auth.GUEST, "reporter": auth.REPORTER, "developer": auth.DEVEL
 
 @pytest.fixture
 async def world(db: asyncpg.Connection) -> World:
+    return await build_world(db)
+
+
+async def build_world(db: asyncpg.Connection) -> World:
+    """The World in an emptied database (also for tests that run a PostgreSQL of their own)."""
     admin_token = await accounts.bootstrap(db)
     w = World(db, admin_token, 0, "acme/tools", {})
     w.project_id = await w.project("acme", "tools")

@@ -176,3 +176,4 @@ async def test_chunked_body_over_the_limit_is_refused_and_leaves_nothing(
     assert await world.conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
     assert s3.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []) == []
     assert s3.list_objects_v2(Bucket=settings.s3_bucket).get("KeyCount", 0) == 0
+

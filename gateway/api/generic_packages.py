@@ -6,13 +6,16 @@ Checks run in GitLab's order before a byte of an upload's body is read; ``Expect
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import auth, keys, naming, packages, uploads
 from gateway.api.present import package_file_record
 from gateway.api.project_packages import deleted
-from gateway.errors import API_HEADERS, ClientGone, NotFound, json_response
+from gateway.errors import API_HEADERS, BrokenBody, ClientGone, NotFound, json_response
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -40,18 +43,75 @@ async def project_access(request: web.Request, who: auth.Principal) -> auth.Proj
     )
 
 
+def _framing_error(request: web.Request) -> HttpProcessingError | None:
+    """A parse error aiohttp queued behind this request, if any.
+
+    aiohttp's C parser reports a framing error found after the headers (a broken chunk, bytes
+    beyond ``Content-Length``) as a failed *next* request instead of to the body being read,
+    which would wait for bytes that never come. Reads aiohttp's private message queue; if that
+    changes, the upload still ends, by the body read timeout.
+    """
+    for message, _ in getattr(request.protocol, "_messages", ()):
+        exc = getattr(message, "exc", None)
+        if isinstance(exc, HttpProcessingError):
+            return exc
+    return None
+
+
 class RequestBody:
-    """The request body as the upload service reads it: aiohttp's signals of a cut-off body
-    or a broken chunked encoding become ClientGone."""
+    """The request body as the upload service reads it (``async with``, around the upload).
+
+    A client that hangs up becomes ClientGone; a body that breaks its framing becomes a 400
+    (BrokenBody): a broken chunked encoding at once (a watchdog looks for it while the read
+    waits), bytes beyond ``Content-Length`` when they arrive with the end of the body (later
+    ones are answered by aiohttp as a malformed next request).
+    """
+
+    _WATCH_INTERVAL = 0.5
 
     def __init__(self, request: web.Request) -> None:
+        self._request = request
         self._content = request.content
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RequestBody:
+        self._watchdog = asyncio.create_task(self._watch())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._watchdog is not None
+        self._watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._watchdog
+
+    async def _watch(self) -> None:
+        while not self._content.is_eof():
+            await asyncio.sleep(self._WATCH_INTERVAL)
+            if (exc := _framing_error(self._request)) is not None:
+                # Wakes the pending read with the error.
+                self._content.set_exception(BrokenBody(_describe(exc, chunked=True)))
+                return
 
     async def readany(self) -> bytes:
         try:
-            return await self._content.readany()
+            chunk = await self._content.readany()
         except HttpProcessingError as exc:
-            raise ClientGone(str(exc)) from exc
+            transport = self._request.transport
+            if transport is None or transport.is_closing():
+                raise ClientGone(str(exc)) from exc
+            raise BrokenBody(_describe(exc, chunked=self._chunked())) from exc
+        if not chunk and (exc := _framing_error(self._request)) is not None:
+            raise BrokenBody(_describe(exc, chunked=self._chunked()))
+        return chunk
+
+    def _chunked(self) -> bool:
+        return "chunked" in self._request.headers.get("Transfer-Encoding", "").lower()
+
+
+def _describe(exc: HttpProcessingError, *, chunked: bool) -> str:
+    if chunked:
+        return "broken chunked transfer encoding"
+    return "the body is longer than its Content-Length"
 
 
 async def expect_nothing_yet(request: web.Request) -> None:
@@ -82,10 +142,10 @@ async def put_file(request: web.Request) -> web.Response:
     await packages.check_duplicate(app[keys.db], access.project_id, target)
 
     await _send_continue(request)
-    stored = await uploads.receive(
-        app[keys.uploads], RequestBody(request), new_object_key(), project_id=access.project_id,
-        size=size,
-    )
+    async with RequestBody(request) as body:
+        stored = await uploads.receive(
+            app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
+        )
     row = await packages.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id,

@@ -405,3 +405,59 @@ async def update_package_settings(
     conn: Conn, namespace_id: int, allowed: bool | None, exception_regex: str | None
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
+# --- sweeping stale pending uploads -------------------------------------------------------
+
+# One sweeper at a time across all instances (session lock, released when the sweep ends or
+# its connection dies).
+SWEEP_LOCK_KEY = 0x73776565  # "swee"
+TRY_SWEEP_LOCK = "SELECT pg_try_advisory_lock($1)"
+SWEEP_UNLOCK = "SELECT pg_advisory_unlock($1)"
+
+STALE_PENDING_UPLOADS = """
+SELECT object_key, upload_id, instance, project_id, started_at, heartbeat_at
+FROM pending_uploads
+WHERE heartbeat_at < now() - make_interval(secs => $1)
+ORDER BY heartbeat_at
+LIMIT $2
+"""
+
+# Held until the sweep of this row commits: a commit of the same upload that reaches its
+# "drop the pending row" step waits, then finds the row gone and rolls back.
+CLAIM_STALE_PENDING_UPLOAD = """
+SELECT object_key, upload_id FROM pending_uploads
+WHERE object_key = $1 AND heartbeat_at < now() - make_interval(secs => $2)
+FOR UPDATE SKIP LOCKED
+"""
+
+OBJECT_KEY_IS_COMMITTED = "SELECT EXISTS (SELECT 1 FROM package_files WHERE object_key = $1)"
+
+DROP_PENDING_UPLOAD = "DELETE FROM pending_uploads WHERE object_key = $1 RETURNING object_key"
+
+
+async def try_sweep_lock(conn: Conn) -> bool:
+    return await conn.fetchval(TRY_SWEEP_LOCK, SWEEP_LOCK_KEY)
+
+
+async def sweep_unlock(conn: Conn) -> None:
+    await conn.execute(SWEEP_UNLOCK, SWEEP_LOCK_KEY)
+
+
+async def stale_pending_uploads(
+    conn: Conn, stale_seconds: float, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(STALE_PENDING_UPLOADS, float(stale_seconds), limit)
+
+
+async def claim_stale_pending_upload(
+    conn: Conn, key: str, stale_seconds: float
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(CLAIM_STALE_PENDING_UPLOAD, key, float(stale_seconds))
+
+
+async def object_key_is_committed(conn: Conn, key: str) -> bool:
+    return await conn.fetchval(OBJECT_KEY_IS_COMMITTED, key)
+
+
+async def drop_pending_upload(conn: Conn, key: str) -> bool:
+    """Delete the pending row; False when it was already gone (swept)."""
+    return await conn.fetchval(DROP_PENDING_UPLOAD, key) is not None

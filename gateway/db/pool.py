@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from gateway.config import Settings
-from gateway.errors import ServiceUnavailable
+from gateway.errors import GatewayError, ServiceUnavailable
 
 log = logging.getLogger("gateway.db")
 
@@ -69,7 +69,17 @@ class Database:
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         try:
             async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
-                yield conn
+                try:
+                    yield conn
+                except Exception as exc:
+                    # A server that goes away mid-statement can surface as a protocol error
+                    # (InternalClientError "another operation is in progress"), not only as
+                    # a connection error: on a connection that is now closed, it is an outage.
+                    if not isinstance(exc, (*UNAVAILABLE, GatewayError)) and (
+                        conn.is_closed() or isinstance(exc, asyncpg.InternalClientError)
+                    ):
+                        raise DatabaseUnavailable() from exc
+                    raise
         except UNAVAILABLE as exc:
             log.warning("database unavailable: %r", exc)
             raise DatabaseUnavailable() from exc

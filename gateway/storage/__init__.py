@@ -94,5 +94,5 @@ class ObjectStore(Protocol):
     async def list_keys(self) -> list[str]:
         """Every stored object key (tests, audits)."""
 
-    async def list_open_uploads(self) -> list[OpenUpload]:
-        """Multipart uploads neither completed nor aborted."""
+    async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
+        """Multipart uploads neither completed nor aborted (of keys starting with ``prefix``)."""

@@ -86,8 +86,8 @@ class MemoryStore:
     async def list_keys(self) -> list[str]:
         return list(self.objects)
 
-    async def list_open_uploads(self) -> list[OpenUpload]:
-        return [OpenUpload(key, uid) for uid, key in self.uploads.items()]
+    async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
+        return [OpenUpload(key, uid) for uid, key in self.uploads.items() if key.startswith(prefix)]
 
 
 class NullStore(MemoryStore):

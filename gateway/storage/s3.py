@@ -7,16 +7,19 @@ of backend errors into the storage interface's errors.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.handlers import add_expect_header
 
 from gateway.config import Settings
 from gateway.storage import ObjectInfo, ObjectNotFound, OpenUpload, StorageUnavailable
@@ -25,6 +28,24 @@ log = logging.getLogger("gateway.storage.s3")
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _READ_CHUNK = 1024 * 1024
+# aiohttp arms its read timeout only once a request body is sent, so a server that stops
+# reading (frozen, or a black-holed network) would hold a part upload forever. A call that
+# sends a body therefore gets an overall deadline: per attempt the connect and read timeouts
+# plus the body at this floor rate, and botocore's largest backoffs between attempts.
+_MIN_SEND_RATE = 1024 * 1024  # bytes per second
+_MAX_BACKOFF = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Deadlines:
+    connect: float
+    read: float
+    attempts: int
+
+    def for_body(self, size: int) -> float:
+        per_attempt = self.connect + self.read + size / _MIN_SEND_RATE
+        backoff = sum(min(2.0**i, _MAX_BACKOFF) for i in range(self.attempts - 1))
+        return self.attempts * per_attempt + backoff
 
 
 def _b64crc(crc32: int) -> str:
@@ -74,16 +95,17 @@ class S3Sink:
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
         checksum = _b64crc(crc32)
         with translate_errors("upload_part"):
-            resp = await self._store.client.upload_part(
-                Bucket=self._store.bucket,
-                Key=self.key,
-                UploadId=self.upload_id,
-                PartNumber=number,
-                Body=_body(data),
-                ContentLength=len(data),
-                ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=checksum,
-            )
+            async with self._store.deadline(len(data)):
+                resp = await self._store.client.upload_part(
+                    Bucket=self._store.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=_body(data),
+                    ContentLength=len(data),
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=checksum,
+                )
         # Some servers (rclone) do not echo the checksum: send the one computed here.
         self._parts[number] = {
             "PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum
@@ -115,11 +137,17 @@ class S3Store:
 
     name = "s3"
 
-    def __init__(self, client: Any, presign_client: Any, bucket: str, proxy: bool) -> None:
+    def __init__(self, client: Any, presign_client: Any, bucket: str, proxy: bool,
+                 deadlines: _Deadlines | None = None) -> None:
         self.client = client
         self._presign = presign_client
         self.bucket = bucket
         self._proxy = proxy
+        self._deadlines = deadlines or _Deadlines(10.0, 60.0, 4)
+
+    def deadline(self, size: int) -> asyncio.Timeout:
+        """The overall deadline of one call that sends ``size`` bytes (retries included)."""
+        return asyncio.timeout(self._deadlines.for_body(size))
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -144,13 +172,20 @@ class S3Store:
             client = await stack.enter_async_context(
                 session.create_client("s3", endpoint_url=settings.s3_endpoint_url, **common)
             )
+            # botocore asks for "100 Continue" before a body, and aiohttp's client waits for it
+            # with no timeout at all: a frozen server would hold the upload forever.
+            client.meta.events.unregister("before-call.s3", add_expect_header)
             presign = client
             public = settings.s3_public_endpoint_url
             if public and public != settings.s3_endpoint_url:
                 presign = await stack.enter_async_context(
                     session.create_client("s3", endpoint_url=public, **common)
                 )
-            yield cls(client, presign, settings.s3_bucket, settings.download_mode == "proxy")
+            deadlines = _Deadlines(
+                settings.s3_connect_timeout, settings.s3_read_timeout, settings.s3_max_attempts
+            )
+            yield cls(client, presign, settings.s3_bucket, settings.download_mode == "proxy",
+                      deadlines)
 
     async def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (development and tests)."""
@@ -164,14 +199,15 @@ class S3Store:
 
     async def put_object(self, key: str, data: memoryview, crc32: int) -> None:
         with translate_errors("put_object"):
-            await self.client.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=_body(data),
-                ContentLength=len(data),
-                ChecksumAlgorithm="CRC32",
-                ChecksumCRC32=_b64crc(crc32),
-            )
+            async with self.deadline(len(data)):
+                await self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=_body(data),
+                    ContentLength=len(data),
+                    ChecksumAlgorithm="CRC32",
+                    ChecksumCRC32=_b64crc(crc32),
+                )
 
     async def open_sink(self, key: str) -> S3Sink:
         with translate_errors("create_multipart_upload"):
@@ -231,10 +267,10 @@ class S3Store:
                 keys.extend(o["Key"] for o in page.get("Contents", []))
         return keys
 
-    async def list_open_uploads(self) -> list[OpenUpload]:
+    async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         uploads: list[OpenUpload] = []
         with translate_errors("list_multipart_uploads"):
             paginator = self.client.get_paginator("list_multipart_uploads")
-            async for page in paginator.paginate(Bucket=self.bucket):
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 uploads.extend(OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
         return uploads
