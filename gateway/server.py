@@ -1,18 +1,42 @@
-"""Running the application: uvloop, the access log, graceful shutdown."""
+"""Running the application: uvloop, the access log, graceful shutdown, several workers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import os
+import signal
 
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.logs import AccessLogger
+from gateway.storage import ObjectStore
+
+log = logging.getLogger("gateway.server")
+
+# aiohttp's default (64 KiB) pauses the socket every other read of a large body; 1 MiB per
+# connection keeps the reads large while 32 uploads still buffer only 64 MiB unread.
+READ_BUFSIZE = 1024 * 1024
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish."""
+def serve(settings: Settings, *, store: ObjectStore | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish.
+
+    With ``workers`` above 1 this process forks that many workers, each with its own event
+    loop and app on the same port (SO_REUSEPORT: the kernel spreads connections), forwards
+    SIGINT/SIGTERM to them and waits; if one dies, the others are stopped too.
+    ``store`` replaces S3 (the benchmark's discarding store).
+    """
+    if settings.workers <= 1:
+        _serve_one(settings, store, reuse_port=False)
+        return
+    _supervise(settings, store)
+
+
+def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: bool) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover
@@ -20,11 +44,63 @@ def serve(settings: Settings) -> None:
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     web.run_app(
-        create_app(settings),
+        create_app(settings, store=store),
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
         shutdown_timeout=settings.shutdown_timeout,
         print=None,
-        reuse_port=settings.workers > 1,
+        reuse_port=reuse_port,
+        read_bufsize=READ_BUFSIZE,
     )
+
+
+def _supervise(settings: Settings, store: ObjectStore | None) -> None:
+    children: dict[int, int] = {}  # pid -> worker number
+    for n in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Each worker records its own pending uploads.
+                own = settings.with_overrides(instance_id=f"{settings.instance_id}-{n}")
+                _serve_one(own, store, reuse_port=True)
+                code = 0
+            except BaseException:
+                log.exception("worker %d failed", n)
+            finally:
+                os._exit(code)
+        children[pid] = n
+    log.info("serving with %d workers", len(children), extra={"pids": list(children)})
+
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        n = children.pop(pid, None)
+        if n is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            # A worker that dies on its own leaves the port half served: stop the rest, and let
+            # the process manager restart the whole service.
+            log.error("worker %d exited with %d; stopping the others", n, code)
+            failed = True
+            forward(signal.SIGTERM, None)
+    if failed:
+        raise SystemExit(1)

@@ -112,6 +112,10 @@ class StoredObject:
     key: str
     size: int
     digests: Digests
+    parts: int = 0
+    # Wall time spent receiving and sending parts, and completing the multipart upload.
+    parts_seconds: float = 0.0
+    complete_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +195,7 @@ async def stream_to_store(
     number = 0
     ok = False
     put_attempted = False
+    started = time.monotonic()
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
@@ -244,10 +249,13 @@ async def stream_to_store(
             await asyncio.gather(*in_flight)
             in_flight.clear()
         digests = await hasher.digests()
+        received = time.monotonic()
         if sink is not None:
             await sink.commit()
         ok = True
-        return StoredObject(key, total, digests)
+        return StoredObject(
+            key, total, digests, number, received - started, time.monotonic() - received
+        )
     finally:
         if not ok:
             for task in in_flight:
@@ -339,7 +347,7 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    return await stream_to_store(
+    stored = await stream_to_store(
         body,
         ctx.store,
         key,
@@ -351,3 +359,13 @@ async def receive(
         on_part=Heartbeat(beat, ctx.heartbeat_interval),
         on_cleaned=drop_pending,
     )
+    log.info(
+        "upload stored",
+        extra={
+            "bytes": stored.size,
+            "parts": stored.parts,
+            "parts_s": round(stored.parts_seconds, 4),
+            "complete_s": round(stored.complete_seconds, 4),
+        },
+    )
+    return stored
