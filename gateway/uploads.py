@@ -50,7 +50,8 @@ def part_size_for(part_number: int, size: int | None, base: int) -> int:
 
 
 class BodyStream(Protocol):
-    """What the upload needs of a request body (aiohttp's StreamReader has it)."""
+    """What the upload needs of a request body (aiohttp's StreamReader has it). A body may also
+    offer ``readchunk() -> bytes``: one received piece, ``b""`` only at the end (no copy)."""
 
     async def readany(self) -> bytes: ...
 
@@ -131,38 +132,48 @@ class UploadLimits:
 
 
 class _Reader:
-    """Fills part buffers from the body; cuts off a client that stops sending."""
+    """Fills part buffers from the body; cuts off a client that stops sending.
+
+    A body with ``readchunk`` hands over each received piece as it is; ``readany`` joins all
+    queued pieces into a new bytes first, one more copy of every byte.
+    """
 
     def __init__(self, body: BodyStream, timeout: float) -> None:
-        self._body = body
+        self._read = getattr(body, "readchunk", None) or body.readany
         self._timeout = timeout
-        self._pending = b""
+        self._pending: memoryview | None = None
         self.eof = False
 
     async def fill(self, buf: bytearray, want: int) -> int:
         view = memoryview(buf)
         n = 0
-        if self._pending:
+        if self._pending is not None:
             take = min(len(self._pending), want)
             view[:take] = self._pending[:take]
-            self._pending = self._pending[take:]
+            self._pending = self._pending[take:] if take < len(self._pending) else None
             n = take
+        read = self._read
         while n < want and not self.eof:
             try:
                 async with asyncio.timeout(self._timeout):
-                    chunk = await self._body.readany()
+                    chunk = await read()
             except TimeoutError:
                 raise RequestTimeout() from None
             except OSError as exc:
                 raise ClientGone(str(exc)) from exc
-            if not chunk:
+            size = len(chunk)
+            if not size:
                 self.eof = True
                 break
-            take = min(len(chunk), want - n)
-            view[n : n + take] = chunk[:take] if take < len(chunk) else chunk
-            n += take
-            if take < len(chunk):
-                self._pending = chunk[take:]
+            if size <= want - n:
+                view[n : n + size] = chunk
+                n += size
+            else:
+                take = want - n
+                rest = memoryview(chunk)
+                view[n:want] = rest[:take]
+                self._pending = rest[take:]
+                n = want
         return n
 
 

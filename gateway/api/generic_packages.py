@@ -52,6 +52,17 @@ class RequestBody:
         except HttpProcessingError as exc:
             raise ClientGone(str(exc)) from exc
 
+    async def readchunk(self) -> bytes:
+        """One received piece as aiohttp holds it (readany joins queued pieces: a copy)."""
+        try:
+            while True:
+                data, end_of_http_chunk = await self._content.readchunk()
+                # (b"", True) marks the end of a chunk of a chunked body, not of the body.
+                if data or not end_of_http_chunk:
+                    return data
+        except HttpProcessingError as exc:
+            raise ClientGone(str(exc)) from exc
+
 
 async def expect_nothing_yet(request: web.Request) -> None:
     """Replaces aiohttp's automatic ``100 Continue``: the handler sends it after its checks."""

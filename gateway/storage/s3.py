@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
@@ -25,19 +26,22 @@ log = logging.getLogger("gateway.storage.s3")
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _READ_CHUNK = 1024 * 1024
+# A presigned URL is handed out again for at most this long (and a tenth of its lifetime), so
+# every URL a client gets stays valid for at least 90% of GATEWAY_PRESIGN_EXPIRES. Signing costs
+# more than the rest of a redirect; a busy file is asked for many times a second.
+_URL_REUSE_SECONDS = 30.0
+_URL_CACHE_SIZE = 10_000
 
 
 def _b64crc(crc32: int) -> str:
     return base64.b64encode(crc32.to_bytes(4, "big")).decode()
 
 
-def _body(data: memoryview) -> bytes | bytearray:
-    """botocore takes bytes or bytearray, not memoryview: hand over a whole part buffer as it
-    is, and copy only a short final part."""
-    whole = data.obj
-    if isinstance(whole, bytes | bytearray) and len(whole) == len(data):
-        return whole
-    return bytes(data)
+def _body(data: memoryview) -> memoryview:
+    """The part as a flat byte view. botocore's parameter check refuses memoryviews, so the
+    client runs without it; a memoryview is what keeps aiohttp from copying the part again
+    (it slices its body to the content length, and slicing a bytearray copies it)."""
+    return data.cast("B") if data.format != "B" or data.ndim != 1 else data
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -120,6 +124,7 @@ class S3Store:
         self._presign = presign_client
         self.bucket = bucket
         self._proxy = proxy
+        self._urls: dict[tuple[str, str, int], tuple[float, str]] = {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -135,6 +140,8 @@ class S3Store:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=max(64, settings.parts_in_flight * 32),
+            # Part bodies are memoryviews (see _body); every other parameter is built here.
+            parameter_validation=False,
         )
         common: dict[str, Any] = {"region_name": settings.s3_region, "config": config}
         if settings.s3_access_key_id:
@@ -197,7 +204,12 @@ class S3Store:
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         if self._proxy:
             return None
-        return await self._presign.generate_presigned_url(
+        now = time.monotonic()
+        cache_key = (key, disposition, expires)
+        hit = self._urls.get(cache_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        url = await self._presign.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -207,6 +219,12 @@ class S3Store:
             },
             ExpiresIn=expires,
         )
+        reuse = min(_URL_REUSE_SECONDS, expires / 10)
+        if reuse > 0:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[cache_key] = (now + reuse, url)
+        return url
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         with translate_errors("get_object"):
