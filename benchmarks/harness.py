@@ -346,14 +346,16 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def redirect_load(url: str, token: str, *, clients: int, seconds: float,
-                  processes: int = 2) -> LoadResult:
+                  rate: float | None = None, processes: int = 2) -> LoadResult:
     """``clients`` concurrent clients (split over ``processes`` loader processes) ask for
-    ``url`` for ``seconds``; only 302 answers count as done."""
+    ``url`` for ``seconds``, as fast as answered or at ``rate`` requests a second in total;
+    only 302 answers count as done."""
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.load", url, "--header", f"PRIVATE-TOKEN: {token}",
-             "--clients", str(c), "--seconds", str(seconds)],
+             "--clients", str(c), "--seconds", str(seconds),
+             *(["--rate", str(rate * c / clients)] if rate else [])],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )
         for c in per if c

@@ -37,6 +37,8 @@ class Report:
     rss: dict[str, int] = field(default_factory=dict)
     sweep: list[dict] = field(default_factory=list)
     downloads: LoadResult | None = None
+    downloads_paced: LoadResult | None = None
+    download_rate: float = 0.0
     downloads_server: str = ""
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
@@ -144,16 +146,27 @@ class Report:
                            f"{row['failed']} | {row['rss'] / MiB:.0f} |")
             out.append("")
         if self.downloads is not None:
-            d = self.downloads
-            met = d.per_second >= REDIRECTS_PER_S and d.p99_ms < REDIRECT_P99_MS
+            d, p = self.downloads, self.downloads_paced
             out += [
                 "### Redirect downloads: one gateway process, "
-                f"{self.downloads_server} presigning",
+                f"{self.downloads_server} presigning, 64 clients",
                 "",
-                "| answers/s | p50 ms | p99 ms | errors | target | met |",
-                "|---|---|---|---|---|---|",
-                f"| {d.per_second:.0f} | {d.p50_ms:.1f} | {d.p99_ms:.1f} | {d.errors} | "
-                f"≥ {REDIRECTS_PER_S}/s, p99 < {REDIRECT_P99_MS} ms | {_yes(met)} |",
+                "| load | answers/s | p50 ms | p99 ms | errors | target | met |",
+                "|---|---|---|---|---|---|---|",
+                f"| as fast as answered | {d.per_second:.0f} | {d.p50_ms:.1f} | {d.p99_ms:.1f} | "
+                f"{d.errors} | ≥ {REDIRECTS_PER_S}/s | {_yes(d.per_second >= REDIRECTS_PER_S)} |",
+            ]
+            if p is not None:
+                met = p.per_second >= 0.97 * self.download_rate and p.p99_ms < REDIRECT_P99_MS
+                out.append(
+                    f"| paced at {self.download_rate:.0f}/s | {p.per_second:.0f} | "
+                    f"{p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.errors} | p99 < {REDIRECT_P99_MS} ms "
+                    f"| {_yes(met)} |"
+                )
+            out += [
+                "",
+                "As fast as answered, 64 clients wait on each other: the mean latency is "
+                "64 / rate (Little's law), so p99 is judged on the paced run.",
                 "",
             ]
         return "\n".join(out)

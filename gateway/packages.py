@@ -11,6 +11,8 @@ import re
 
 import asyncpg
 
+from gateway import auth
+from gateway.db import identity
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import BadRequest, RecordNotFound
@@ -139,6 +141,29 @@ async def file_to_serve(db: Database, project_id: int, target: FileTarget) -> as
     if row is None:
         raise RecordNotFound()
     return row
+
+
+async def file_for_caller(
+    db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
+    allow_guest_pull: bool,
+) -> tuple[auth.ProjectAccess | None, asyncpg.Record | None]:
+    """The project as ``who`` sees it and, if they may read its packages, the file to serve.
+
+    Both lookups share one pooled connection: a redirect is mostly database round trips, and
+    each acquire adds one (the pool resets a connection when it comes back).
+    """
+    async with db.connection() as conn:
+        row = await identity.project_for_caller(conn, project_ref, who.user_id)
+        if row is None:
+            return None, None
+        access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
+        if not (access.read_project and access.read_package):
+            return access, None
+        found = await q.file_to_serve(
+            conn, access.project_id, target.package_name, target.package_version,
+            target.file_name,
+        )
+    return access, found
 
 
 async def mark_downloaded(db: Database, package_id: int) -> None:

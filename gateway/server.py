@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -43,8 +44,10 @@ def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: boo
         uvloop = None
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    app = create_app(settings, store=store)
+    app.on_startup.append(_freeze_startup_objects)
     web.run_app(
-        create_app(settings, store=store),
+        app,
         host=settings.host,
         port=settings.port,
         access_log_class=AccessLogger,
@@ -53,6 +56,14 @@ def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: boo
         reuse_port=reuse_port,
         read_bufsize=READ_BUFSIZE,
     )
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Move everything loaded at start (botocore's service models above all) out of the
+    collector's sight: a full collection would walk it all, a pause of many milliseconds in the
+    middle of requests."""
+    gc.collect()
+    gc.freeze()
 
 
 def _supervise(settings: Settings, store: ObjectStore | None) -> None:

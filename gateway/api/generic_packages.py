@@ -11,7 +11,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import auth, keys, naming, packages, uploads
 from gateway.api.present import package_file_record
-from gateway.errors import API_HEADERS, ClientGone, NotFound, json_response
+from gateway.errors import API_HEADERS, ClientGone, NotFound, RecordNotFound, json_response
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -108,8 +108,13 @@ async def put_file(request: web.Request) -> web.Response:
 async def _file_for_download(request: web.Request) -> tuple[auth.ProjectAccess, dict]:
     target = naming.download_target(generic_tail(request))
     who = await authenticate(request, request.method)
-    access = auth.require_read_package(who, await project_access(request, who))
-    row = await packages.file_to_serve(request.app[keys.db], access.project_id, target)
+    found, row = await packages.file_for_caller(
+        request.app[keys.db], who, project_ref(request), target,
+        allow_guest_pull=request.app[keys.settings].allow_guest_pull,
+    )
+    access = auth.require_read_package(who, found)
+    if row is None:
+        raise RecordNotFound()
     if row["needs_download_mark"]:
         await packages.mark_downloaded(request.app[keys.db], row["package_id"])
     return access, row
