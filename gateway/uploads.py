@@ -34,19 +34,22 @@ MAX_PART_SIZE = 5 * GiB
 # With an unknown length, the part size doubles every this many parts: 10 steps of 1,000 parts
 # from 8 MiB reach 8 TiB, above S3's 5 TiB object limit, with no part above 4 GiB.
 _PARTS_PER_STEP = 1_000
+# 10 doubling steps hold 1,023 x 1,000 first parts: below 5.2 MiB they fall short of 5 TiB, so
+# an unknown length never starts below this (6 MiB: 6 TiB in all).
+_UNKNOWN_MIN_BASE = -(-MAX_OBJECT_SIZE // (1_023 * _PARTS_PER_STEP * MiB)) * MiB
 
 
 def part_size_for(part_number: int, size: int | None, base: int) -> int:
     """Size of part ``part_number`` (from 1) so that any object up to 5 TiB fits in 10,000 parts.
 
     A known size gets one even part size, rounded up to whole MiB. An unknown size (chunked
-    body) starts at ``base`` and doubles every 1,000 parts.
+    body) starts at ``base`` (at least 6 MiB) and doubles every 1,000 parts.
     """
     if size is not None:
         needed = -(-size // MAX_PARTS)
         return max(base, -(-needed // MiB) * MiB)
     step = (part_number - 1) // _PARTS_PER_STEP
-    return min(base << step, MAX_PART_SIZE)
+    return min(max(base, _UNKNOWN_MIN_BASE) << step, MAX_PART_SIZE)
 
 
 class BodyStream(Protocol):
