@@ -137,8 +137,11 @@ def run(args: argparse.Namespace) -> Report:
                     gw = h.start_gateway(db, work, f"sweep-{target}-{n}",
                                          backend=backends.get(target), extra_env=gw_env)
                     try:
-                        wall, statuses = h.concurrent_uploads(gw, db, sweep_path, n,
-                                                              f"sweep-{target}-{n}")
+                        wall, statuses, errors = h.concurrent_uploads(
+                            gw, db, sweep_path, n, f"sweep-{target}-{n}")
+                        for err in errors[:3]:
+                            log(f"sweep {target} x{n}: an upload failed: {err} "
+                                f"(gateway log: {gw.log_path})")
                         rss = gw.peak_rss()
                     finally:
                         gw.stop()

@@ -306,21 +306,24 @@ def direct_upload(backend: Backend, path: Path, key: str) -> Upload:
 
 
 def concurrent_uploads(gw: GatewayProcess, db: Database, path: Path, n: int,
-                       label: str) -> tuple[float, list[int]]:
-    """``n`` curl uploads started together; the wall time until the last one ends."""
+                       label: str) -> tuple[float, list[int], list[str]]:
+    """``n`` curl uploads started together; the wall time until the last one ends, the
+    statuses, and what curl said about the failed ones."""
     start = time.perf_counter()
     procs = [
         subprocess.Popen(
             curl_upload_cmd(file_url(gw, db, f"{label}-{i}.bin"), db.token, path),
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         for i in range(n)
     ]
-    statuses = []
+    statuses, errors = [], []
     for p in procs:
-        out, _ = p.communicate(timeout=3600)
+        out, err = p.communicate(timeout=3600)
         statuses.append(int(out.strip() or 0))
-    return time.perf_counter() - start, statuses
+        if statuses[-1] != 201:
+            errors.append(f"{statuses[-1]} {err.strip()}")
+    return time.perf_counter() - start, statuses, errors
 
 
 # --- downloads --------------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from gateway.storage import ObjectStore
 
 log = logging.getLogger("gateway.server")
 
-# aiohttp's default (64 KiB) pauses the socket every other read of a large body; 1 MiB per
-# connection keeps the reads large while 32 uploads still buffer only 64 MiB unread.
-READ_BUFSIZE = 1024 * 1024
+# aiohttp's default (64 KiB) pauses the socket every other read of a large body; 256 KiB (a
+# socket read's worth: reading pauses above twice that) keeps reads whole, while 32 uploads
+# hold only 16 MiB unread beside the buffer budget.
+READ_BUFSIZE = 256 * 1024
 
 
 def serve(settings: Settings, *, store: ObjectStore | None = None) -> None:

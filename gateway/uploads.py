@@ -204,7 +204,9 @@ async def stream_to_store(
     hasher = Hasher(pools)
     sink: PartSink | None = None
     in_flight: set[asyncio.Task[None]] = set()
-    held: list[bytearray] = []
+    # Buffers this upload holds, by identity: bytearrays compare by content, and equal parts
+    # (a file of zeros) or a reused buffer still holding an equal part must not be mixed up.
+    held: dict[int, bytearray] = {}
     total = 0
     number = 0
     ok = False
@@ -218,14 +220,14 @@ async def stream_to_store(
         crc = await pools.crc32(view)
         await sink.write_part(part, view, crc)
         await hashed
-        held.remove(buf)
+        del held[id(buf)]
         await buffers.release(buf)
 
     try:
         while True:
             want = part_size_for(number + 1, size, limits.part_size)
             buf = await buffers.acquire(want)
-            held.append(buf)
+            held[id(buf)] = buf
             n = await reader.fill(buf, want)
             total += n
             if limits.max_file_size > 0 and total >= limits.max_file_size:
@@ -238,7 +240,7 @@ async def stream_to_store(
                 await store.put_object(key, view, crc)
                 break
             if n == 0:
-                held.remove(buf)
+                del held[id(buf)]
                 await buffers.release(buf)
                 break
             if sink is None:
@@ -277,7 +279,7 @@ async def stream_to_store(
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
             await asyncio.shield(_clean_up(store, key, sink, put_attempted, on_cleaned))
-        for buf in held:
+        for buf in held.values():
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
         held.clear()

@@ -204,3 +204,45 @@ async def test_32_concurrent_http_uploads_within_a_tight_budget_all_succeed(
     assert app[keys.buffers].peak <= 10 * MiB
     assert await world.conn.fetchval("SELECT count(*) FROM package_files") == 32
     assert s3.list_multipart_uploads(Bucket=tight.s3_bucket).get("Uploads", []) == []
+
+
+class ReorderingSink(MemorySink):
+    """Part 1 of "zeros" is stored only once a part of "other" has arrived."""
+
+    async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
+        store: ReorderingStore = self._store  # type: ignore[assignment]
+        if self.key == "zeros" and number == 1:
+            await store.other_arrived.wait()
+        if self.key == "other":
+            store.other_arrived.set()
+        await super().write_part(number, data, crc32)
+
+
+class ReorderingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.other_arrived = asyncio.Event()
+
+    async def open_sink(self, key: str) -> ReorderingSink:
+        sink = ReorderingSink(self, key)
+        self.uploads[sink.upload_id] = key
+        return sink
+
+
+async def test_upload_whose_parts_are_equal_hands_back_only_its_own_buffers(
+    pools: HashPools,
+) -> None:
+    # A file of zeros has equal parts: buffers must be told apart by identity, not content,
+    # or a part finishing early hands back another part's buffer to the next upload.
+    pool = BufferPool(3 * PART)
+    store = ReorderingStore()
+    zeros, other = bytes(3 * PART), os.urandom(2 * PART)
+    first = asyncio.create_task(stream_to_store(Body(zeros), store, "zeros", size=len(zeros),
+                                                limits=limits(), buffers=pool, pools=pools))
+    await until(lambda: pool.used == 3 * PART, "the first upload holds the budget")
+    second = asyncio.create_task(stream_to_store(Body(other), store, "other", size=len(other),
+                                                 limits=limits(), buffers=pool, pools=pools))
+    await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+    assert store.objects["zeros"][0] == zeros
+    assert store.objects["other"][0] == other
+    assert pool.used == 0
