@@ -12,7 +12,6 @@ import re
 import asyncpg
 
 from gateway import auth
-from gateway.db import identity
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import BadRequest, RecordNotFound
@@ -146,23 +145,22 @@ async def file_to_serve(db: Database, project_id: int, target: FileTarget) -> as
 async def file_for_caller(
     db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
     allow_guest_pull: bool,
-) -> tuple[auth.ProjectAccess | None, asyncpg.Record | None]:
+) -> tuple[auth.ProjectAccess | None, dict | None]:
     """The project as ``who`` sees it and, if they may read its packages, the file to serve.
 
-    Both lookups share one pooled connection: a redirect is mostly database round trips, and
-    each acquire adds one (the pool resets a connection when it comes back).
+    One query finds both: a redirect is mostly database round trips (and the pool adds one
+    more, its reset, per connection handed back).
     """
     async with db.connection() as conn:
-        row = await identity.project_for_caller(conn, project_ref, who.user_id)
-        if row is None:
-            return None, None
-        access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
-        if not (access.read_project and access.read_package):
-            return access, None
-        found = await q.file_to_serve(
-            conn, access.project_id, target.package_name, target.package_version,
+        row, found = await q.file_for_caller(
+            conn, project_ref, who.user_id, target.package_name, target.package_version,
             target.file_name,
         )
+    if row is None:
+        return None, None
+    access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
+    if not (access.read_project and access.read_package):
+        return access, None
     return access, found
 
 
