@@ -11,6 +11,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -107,6 +108,7 @@ def run(args: argparse.Namespace) -> Report:
                     # Alternate the order, so neither side always runs on a warmer machine.
                     order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
                     for side in order:
+                        backend.fresh()
                         if side == "direct":
                             up = h.direct_upload(backend, path, f"direct-{r}.bin")
                         else:
@@ -134,6 +136,8 @@ def run(args: argparse.Namespace) -> Report:
             for target in args.sweep_on.split(","):
                 for n in args.sweep_list:
                     # A fresh process per step, so its peak RSS belongs to that step alone.
+                    if target in backends:
+                        backends[target].fresh()
                     gw = h.start_gateway(db, work, f"sweep-{target}-{n}",
                                          backend=backends.get(target), extra_env=gw_env)
                     try:
@@ -181,6 +185,8 @@ def run(args: argparse.Namespace) -> Report:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C: every server the run started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("curl") is None:
         print("the benchmark needs curl on PATH", file=sys.stderr)
         return 2

@@ -110,6 +110,14 @@ class Backend:
             config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
 
+    def fresh(self) -> None:
+        """Start a measurement on a server in its first state. ``rclone serve s3`` (1.75) can be
+        left spinning a core after a multipart upload or a delete; a restart clears it (the
+        folder, and so the bucket, stays)."""
+        if self.name == "rclone":
+            self.server.stop()
+            self.server.start()
+
     def empty_bucket(self) -> None:
         """Delete every object and open upload, so the servers do not fill up between rounds."""
         s3 = self.client()
