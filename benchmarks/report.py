@@ -186,6 +186,8 @@ class Report:
             ax.plot([r["n"] for r in rows], [r["mb_s"] for r in rows], marker="o",
                     label=f"gateway → {target}")
         ax.set_xscale("log", base=2)
+        ns = sorted({r["n"] for r in self.sweep})
+        ax.set_xticks(ns, labels=[str(n) for n in ns])
         ax.set_xlabel("concurrent uploads")
         ax.set_ylabel("aggregate MB/s")
         ax.set_title("Upload throughput against concurrency")
