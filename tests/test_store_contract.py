@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from botocore.exceptions import ConnectionClosedError
 
 from gateway.config import MiB, Settings
 from gateway.storage import ObjectNotFound, ObjectStore
@@ -168,3 +169,24 @@ async def test_download_url_is_none_or_serves_the_bytes(store: ObjectStore) -> N
             assert resp.status == 200
             assert await resp.read() == data
     await store.delete("dl")
+
+
+async def test_s3_part_sent_again_after_a_dropped_connection_keeps_its_bytes(
+    settings: Settings,
+) -> None:
+    attempts = []
+
+    def drop_first(request, **_: object) -> None:
+        attempts.append(request.url)
+        if len(attempts) == 1:
+            raise ConnectionClosedError(endpoint_url=request.url)
+
+    async with S3Store.open(settings) as s3:
+        s3.client.meta.events.register("before-send.s3.UploadPart", drop_first)
+        data = os.urandom(PART)
+        sink = await s3.open_sink("retried")
+        await sink.write_part(1, view(data), zlib.crc32(data))
+        await sink.commit()
+        assert len(attempts) == 2
+        assert await read_all(s3, "retried") == data
+        await s3.delete("retried")

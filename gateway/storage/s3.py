@@ -17,6 +17,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from aiohttp.payload import BytesPayload
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.config import Settings
@@ -37,11 +38,18 @@ def _b64crc(crc32: int) -> str:
     return base64.b64encode(crc32.to_bytes(4, "big")).decode()
 
 
-def _body(data: memoryview) -> memoryview:
-    """The part as a flat byte view. botocore's parameter check refuses memoryviews, so the
-    client runs without it; a memoryview is what keeps aiohttp from copying the part again
-    (it slices its body to the content length, and slicing a bytearray copies it)."""
-    return data.cast("B") if data.format != "B" or data.ndim != 1 else data
+class _PartBody(BytesPayload):
+    """A part as aiohttp's request body, without a copy: aiohttp slices a bytearray body to its
+    length (a copy of every part) but a memoryview for free. botocore rewinds a body before it
+    retries; a whole part in memory is simply sent again, so rewinding is a no-op."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+
+def _body(data: memoryview) -> _PartBody:
+    flat = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+    return _PartBody(flat, content_type="application/octet-stream")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -140,7 +148,8 @@ class S3Store:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=max(64, settings.parts_in_flight * 32),
-            # Part bodies are memoryviews (see _body); every other parameter is built here.
+            # Part bodies are aiohttp payloads (see _PartBody), which botocore's parameter check
+            # refuses; every parameter is built here.
             parameter_validation=False,
         )
         common: dict[str, Any] = {"region_name": settings.s3_region, "config": config}
