@@ -29,6 +29,9 @@ def _run(coro: object) -> object:
 def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
     from gateway.server import serve
 
+    if args.workers is not None:
+        settings = settings.with_overrides(workers=args.workers)
+        config.validate(settings)
     config.require_serving(settings)
     serve(settings)
     return 0
@@ -85,9 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="gateway", description="packgate: a GitLab-compatible generic package registry"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="serve the API (configured by GATEWAY_* variables)").set_defaults(
-        func=cmd_serve
+    serve = sub.add_parser("serve", help="serve the API (configured by GATEWAY_* variables)")
+    serve.add_argument(
+        "--workers", type=int, default=None,
+        help="processes sharing the port (default GATEWAY_WORKERS, 1)",
     )
+    serve.set_defaults(func=cmd_serve)
     sub.add_parser("migrate", help="apply schema.sql (idempotent)").set_defaults(func=cmd_migrate)
     dev = sub.add_parser(
         "dev", help="PostgreSQL, a local S3 server and the gateway in one data folder"

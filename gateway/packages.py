@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import re2
 
+from gateway import auth
 from gateway.db import identity
 from gateway.db import packages as q
 from gateway.db.pool import Database
@@ -247,6 +248,28 @@ async def file_to_serve(db: Database, project_id: int, target: FileTarget) -> as
     if row is None:
         raise RecordNotFound()
     return row
+
+
+async def file_for_caller(
+    db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
+    allow_guest_pull: bool,
+) -> tuple[auth.ProjectAccess | None, dict | None]:
+    """The project as ``who`` sees it and, if they may read its packages, the file to serve.
+
+    One query finds both: a redirect is mostly database round trips (and the pool adds one
+    more, its reset, per connection handed back).
+    """
+    async with db.connection() as conn:
+        row, found = await q.file_for_caller(
+            conn, project_ref, who.user_id, target.package_name, target.package_version,
+            target.file_name,
+        )
+    if row is None:
+        return None, None
+    access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
+    if not access.read_package:
+        return access, None
+    return access, found
 
 
 async def mark_downloaded(db: Database, package_id: int) -> None:

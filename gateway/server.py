@@ -1,4 +1,4 @@
-"""Running the application: uvloop, the access log, graceful shutdown.
+"""Running the application: uvloop, the access log, graceful shutdown, several workers.
 
 On SIGTERM (or SIGINT) the gateway stops accepting connections, lets requests in flight finish
 for up to ``shutdown_timeout`` seconds (their bodies keep arriving), then cancels the ones still
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import os
 import signal
 from typing import Any
 
@@ -20,8 +22,14 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.logs import AccessLogger
+from gateway.storage import ObjectStore
 
 log = logging.getLogger("gateway.server")
+
+# aiohttp's default (64 KiB) pauses the socket every other read of a large body; 256 KiB (a
+# socket read's worth: reading pauses above twice that) keeps reads whole, while 32 uploads
+# hold only 16 MiB unread beside the buffer budget.
+READ_BUFSIZE = 256 * 1024
 
 # After the deadline: how long cancelled uploads get to abort (S3 and database calls), and then
 # how long aiohttp waits for the last answers to be written.
@@ -69,18 +77,19 @@ class InFlight:
             await asyncio.wait(tasks, timeout=grace)
 
 
-async def _serve(settings: Settings) -> None:
-    app = create_app(settings)
+async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: bool) -> None:
+    app = create_app(settings, store=store)
+    app.on_startup.append(_freeze_startup_objects)
     in_flight = InFlight()
     app.middlewares.append(in_flight.middleware)
     runner = web.AppRunner(
         app, access_log_class=AccessLogger, shutdown_timeout=_FINAL_TIMEOUT,
-        handle_signals=False,
+        handle_signals=False, read_bufsize=READ_BUFSIZE,
     )
     await runner.setup()
     try:
         site = web.TCPSite(
-            runner, settings.host, settings.port, reuse_port=settings.workers > 1
+            runner, settings.host, settings.port, reuse_port=reuse_port
         )
         await site.start()
         log.info("serving", extra={"host": settings.host, "port": settings.port})
@@ -99,12 +108,84 @@ async def _serve(settings: Settings) -> None:
         await runner.cleanup()
 
 
-def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT; in-flight requests get ``shutdown_timeout`` to finish."""
+def serve(settings: Settings, *, store: ObjectStore | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; in-flight requests get ``shutdown_timeout`` to finish.
+
+    With ``workers`` above 1 this process forks that many workers, each with its own event
+    loop and app on the same port (SO_REUSEPORT: the kernel spreads connections), forwards
+    SIGINT/SIGTERM to them and waits; if one dies, the others are stopped too.
+    ``store`` replaces S3 (the benchmark's discarding store).
+    """
+    if settings.workers <= 1:
+        _serve_one(settings, store, reuse_port=False)
+        return
+    _supervise(settings, store)
+
+
+def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: bool) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover
         uvloop = None
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve(settings))
+    asyncio.run(_serve(settings, store, reuse_port=reuse_port))
+
+
+async def _freeze_startup_objects(app: web.Application) -> None:
+    """Move everything loaded at start (botocore's service models above all) out of the
+    collector's sight: a full collection would walk it all, a pause of many milliseconds in the
+    middle of requests."""
+    gc.collect()
+    gc.freeze()
+
+
+def _supervise(settings: Settings, store: ObjectStore | None) -> None:
+    children: dict[int, int] = {}  # pid -> worker number
+    for n in range(settings.workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                # Each worker records its own pending uploads.
+                own = settings.with_overrides(instance_id=f"{settings.instance_id}-{n}")
+                _serve_one(own, store, reuse_port=True)
+                code = 0
+            except BaseException:
+                log.exception("worker %d failed", n)
+            finally:
+                os._exit(code)
+        children[pid] = n
+    log.info("serving with %d workers", len(children), extra={"pids": list(children)})
+
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        n = children.pop(pid, None)
+        if n is None:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if not stopping:
+            # A worker that dies on its own leaves the port half served: stop the rest, and let
+            # the process manager restart the whole service.
+            log.error("worker %d exited with %d; stopping the others", n, code)
+            failed = True
+            forward(signal.SIGTERM, None)
+    if failed:
+        raise SystemExit(1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,23 +35,27 @@ MAX_PART_SIZE = 5 * GiB
 # With an unknown length, the part size doubles every this many parts: 10 steps of 1,000 parts
 # from 8 MiB reach 8 TiB, above S3's 5 TiB object limit, with no part above 4 GiB.
 _PARTS_PER_STEP = 1_000
+# 10 doubling steps hold 1,023 x 1,000 first parts: below 5.2 MiB they fall short of 5 TiB, so
+# an unknown length never starts below this (6 MiB: 6 TiB in all).
+_UNKNOWN_MIN_BASE = -(-MAX_OBJECT_SIZE // (1_023 * _PARTS_PER_STEP * MiB)) * MiB
 
 
 def part_size_for(part_number: int, size: int | None, base: int) -> int:
     """Size of part ``part_number`` (from 1) so that any object up to 5 TiB fits in 10,000 parts.
 
     A known size gets one even part size, rounded up to whole MiB. An unknown size (chunked
-    body) starts at ``base`` and doubles every 1,000 parts.
+    body) starts at ``base`` (at least 6 MiB) and doubles every 1,000 parts.
     """
     if size is not None:
         needed = -(-size // MAX_PARTS)
         return max(base, -(-needed // MiB) * MiB)
     step = (part_number - 1) // _PARTS_PER_STEP
-    return min(base << step, MAX_PART_SIZE)
+    return min(max(base, _UNKNOWN_MIN_BASE) << step, MAX_PART_SIZE)
 
 
 class BodyStream(Protocol):
-    """What the upload needs of a request body (aiohttp's StreamReader has it)."""
+    """What the upload needs of a request body (aiohttp's StreamReader has it). A body may also
+    offer ``readchunk() -> bytes``: one received piece, ``b""`` only at the end (no copy)."""
 
     async def readany(self) -> bytes: ...
 
@@ -112,6 +117,10 @@ class StoredObject:
     key: str
     size: int
     digests: Digests
+    parts: int = 0
+    # Wall time spent receiving and sending parts, and completing the multipart upload.
+    parts_seconds: float = 0.0
+    complete_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,38 +136,48 @@ class UploadLimits:
 
 
 class _Reader:
-    """Fills part buffers from the body; cuts off a client that stops sending."""
+    """Fills part buffers from the body; cuts off a client that stops sending.
+
+    A body with ``readchunk`` hands over each received piece as it is; ``readany`` joins all
+    queued pieces into a new bytes first, one more copy of every byte.
+    """
 
     def __init__(self, body: BodyStream, timeout: float) -> None:
-        self._body = body
+        self._read = getattr(body, "readchunk", None) or body.readany
         self._timeout = timeout
-        self._pending = b""
+        self._pending: memoryview | None = None
         self.eof = False
 
     async def fill(self, buf: bytearray, want: int) -> int:
         view = memoryview(buf)
         n = 0
-        if self._pending:
+        if self._pending is not None:
             take = min(len(self._pending), want)
             view[:take] = self._pending[:take]
-            self._pending = self._pending[take:]
+            self._pending = self._pending[take:] if take < len(self._pending) else None
             n = take
+        read = self._read
         while n < want and not self.eof:
             try:
                 async with asyncio.timeout(self._timeout):
-                    chunk = await self._body.readany()
+                    chunk = await read()
             except TimeoutError:
                 raise RequestTimeout() from None
             except OSError as exc:
                 raise ClientGone(str(exc)) from exc
-            if not chunk:
+            size = len(chunk)
+            if not size:
                 self.eof = True
                 break
-            take = min(len(chunk), want - n)
-            view[n : n + take] = chunk[:take] if take < len(chunk) else chunk
-            n += take
-            if take < len(chunk):
-                self._pending = chunk[take:]
+            if size <= want - n:
+                view[n : n + size] = chunk
+                n += size
+            else:
+                take = want - n
+                rest = memoryview(chunk)
+                view[n:want] = rest[:take]
+                self._pending = rest[take:]
+                n = want
         return n
 
 
@@ -172,13 +191,12 @@ async def stream_to_store(
     buffers: BufferPool,
     pools: HashPools,
     on_multipart: Callable[[str], Awaitable[None]] | None = None,
-    on_part: Callable[[], Awaitable[None]] | None = None,
     on_cleaned: Callable[[], Awaitable[None]] | None = None,
 ) -> StoredObject:
     """Stream ``body`` into ``key``; the object exists only if this returns.
 
     ``on_multipart`` receives the upload id once a multipart upload is started (to record it),
-    ``on_part`` runs after each part is queued (heartbeat), ``on_cleaned`` runs after a failure
+    ``on_cleaned`` runs after a failure
     once nothing is left in the store (when the store cannot be reached, it does not run, and
     the sweeper finishes the job later).
     """
@@ -186,11 +204,14 @@ async def stream_to_store(
     hasher = Hasher(pools)
     sink: PartSink | None = None
     in_flight: set[asyncio.Task[None]] = set()
-    held: list[bytearray] = []
+    # Buffers this upload holds, by identity: bytearrays compare by content, and equal parts
+    # (a file of zeros) or a reused buffer still holding an equal part must not be mixed up.
+    held: dict[int, bytearray] = {}
     total = 0
     number = 0
     ok = False
     reached_store = False  # a request that may have created something was sent
+    started = time.monotonic()
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
@@ -199,14 +220,14 @@ async def stream_to_store(
         crc = await pools.crc32(view)
         await sink.write_part(part, view, crc)
         await hashed
-        _forget(held, buf)
+        del held[id(buf)]
         await buffers.release(buf)
 
     try:
         while True:
             want = part_size_for(number + 1, size, limits.part_size)
             buf = await buffers.acquire(want)
-            held.append(buf)
+            held[id(buf)] = buf
             n = await reader.fill(buf, want)
             total += n
             if limits.max_file_size > 0 and total >= limits.max_file_size:
@@ -219,7 +240,7 @@ async def stream_to_store(
                 await store.put_object(key, view, crc)
                 break
             if n == 0:
-                _forget(held, buf)
+                del held[id(buf)]
                 await buffers.release(buf)
                 break
             if sink is None:
@@ -237,18 +258,19 @@ async def stream_to_store(
                 raise FileTooLarge()
             task = asyncio.create_task(send(number, buf, view, hasher.feed(view)))
             in_flight.add(task)
-            if on_part is not None:
-                await on_part()
             if n < want:
                 break
         if in_flight:
             await asyncio.gather(*in_flight)
             in_flight.clear()
         digests = await hasher.digests()
+        received = time.monotonic()
         if sink is not None:
             await sink.commit()
         ok = True
-        return StoredObject(key, total, digests)
+        return StoredObject(
+            key, total, digests, number, received - started, time.monotonic() - received
+        )
     finally:
         if not ok:
             for task in in_flight:
@@ -256,18 +278,10 @@ async def stream_to_store(
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
             await asyncio.shield(_clean_up(store, key, sink, reached_store, on_cleaned))
-        for buf in held:
+        for buf in held.values():
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
         held.clear()
-
-
-def _forget(held: list[bytearray], buf: bytearray) -> None:
-    # By identity: list.remove compares contents, and two parts of a file of zeros are equal.
-    for i, other in enumerate(held):
-        if other is buf:
-            del held[i]
-            return
 
 
 async def _clean_up(
@@ -367,7 +381,7 @@ async def receive(
             await q.delete_pending_upload(conn, key)
 
     async with Heartbeat(beat, ctx.heartbeat_interval):
-        return await stream_to_store(
+        stored = await stream_to_store(
             body,
             ctx.store,
             key,
@@ -378,3 +392,13 @@ async def receive(
             on_multipart=record_upload_id,
             on_cleaned=drop_pending,
         )
+    log.info(
+        "upload stored",
+        extra={
+            "bytes": stored.size,
+            "parts": stored.parts,
+            "parts_s": round(stored.parts_seconds, 4),
+            "complete_s": round(stored.complete_seconds, 4),
+        },
+    )
+    return stored

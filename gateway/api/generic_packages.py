@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -15,7 +16,14 @@ from aiohttp.http_exceptions import HttpProcessingError
 from gateway import auth, keys, naming, packages, uploads
 from gateway.api.present import package_file_record
 from gateway.api.project_packages import deleted
-from gateway.errors import API_HEADERS, BrokenBody, ClientGone, NotFound, json_response
+from gateway.errors import (
+    API_HEADERS,
+    BrokenBody,
+    ClientGone,
+    NotFound,
+    RecordNotFound,
+    json_response,
+)
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -93,8 +101,23 @@ class RequestBody:
                 return
 
     async def readany(self) -> bytes:
+        return await self._guarded(self._content.readany)
+
+    async def readchunk(self) -> bytes:
+        """One received piece as aiohttp holds it (readany joins queued pieces: a copy)."""
+
+        async def piece() -> bytes:
+            while True:
+                data, end_of_http_chunk = await self._content.readchunk()
+                # (b"", True) marks the end of a chunk of a chunked body, not of the body.
+                if data or not end_of_http_chunk:
+                    return data
+
+        return await self._guarded(piece)
+
+    async def _guarded(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
         try:
-            chunk = await self._content.readany()
+            chunk = await read()
         except HttpProcessingError as exc:
             transport = self._request.transport
             if transport is None or transport.is_closing():
@@ -158,8 +181,13 @@ async def put_file(request: web.Request) -> web.Response:
 async def _file_for_download(request: web.Request) -> tuple[auth.ProjectAccess, dict]:
     target = naming.download_target(generic_tail(request))
     who = await authenticate(request, request.method)
-    access = auth.require_read_package(who, await project_access(request, who))
-    row = await packages.file_to_serve(request.app[keys.db], access.project_id, target)
+    found, row = await packages.file_for_caller(
+        request.app[keys.db], who, project_ref(request), target,
+        allow_guest_pull=request.app[keys.settings].allow_guest_pull,
+    )
+    access = auth.require_read_package(who, found)
+    if row is None:
+        raise RecordNotFound()
     if row["needs_download_mark"]:
         await packages.mark_downloaded(request.app[keys.db], row["package_id"])
     return access, row

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway.db import identity
+
 Conn = asyncpg.Connection
 
 # GitLab's integer statuses.
@@ -98,7 +100,7 @@ async def duplicate_policy(conn: Conn, project_id: int) -> asyncpg.Record:
 # --- download -----------------------------------------------------------------------------
 
 # The newest installable file of that name in an installable package (hidden included).
-FILE_TO_SERVE = """
+_FILE_TO_SERVE = """
 SELECT f.id, f.package_id, f.file_name, f.size, f.file_md5, f.file_sha1, f.file_sha256,
        f.object_key, f.created_at,
        -- GitLab sets last_downloaded_at on every download; once a minute is enough here and
@@ -106,11 +108,39 @@ SELECT f.id, f.package_id, f.file_name, f.size, f.file_md5, f.file_sha1, f.file_
        (p.last_downloaded_at IS NULL
         OR p.last_downloaded_at < now() - interval '1 minute') AS needs_download_mark
 FROM packages p JOIN package_files f ON f.package_id = p.id
-WHERE p.project_id = $1 AND p.name = $2 AND p.version = $3 AND p.package_type = 7
-  AND p.status = ANY($4::smallint[]) AND f.file_name = $5 AND f.status = 0
+WHERE p.project_id = {project} AND p.name = {name} AND p.version = {version}
+  AND p.package_type = 7 AND p.status = ANY({statuses}::smallint[])
+  AND f.file_name = {file_name} AND f.status = 0
 ORDER BY f.id DESC
 LIMIT 1
 """
+FILE_TO_SERVE = _FILE_TO_SERVE.format(
+    project="$1", name="$2", version="$3", statuses="$4", file_name="$5"
+)
+_FILE_COLUMNS = ("id", "package_id", "file_name", "size", "file_md5", "file_sha1", "file_sha256",
+                 "object_key", "created_at", "needs_download_mark")
+
+# A download's lookups in one round trip: the project as the caller sees it (identity's query)
+# and, beside it, the file to serve, its columns prefixed with "file__".
+_FILE_FOR_CALLER = """
+SELECT pc.*, {columns}
+FROM ({project}) pc
+LEFT JOIN LATERAL ({file}) f ON true
+"""
+
+
+def _file_for_caller(project_query: str, first: int) -> str:
+    n = [f"${i}" for i in range(first, first + 4)]
+    return _FILE_FOR_CALLER.format(
+        columns=", ".join(f"f.{c} AS file__{c}" for c in _FILE_COLUMNS),
+        project=project_query,
+        file=_FILE_TO_SERVE.format(project="pc.id", name=n[0], version=n[1], statuses=n[2],
+                                   file_name=n[3]),
+    )
+
+
+FILE_FOR_CALLER_BY_ID = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_ID, 3)
+FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_PATH, 4)
 
 MARK_DOWNLOADED = "UPDATE packages SET last_downloaded_at = now() WHERE id = $1"
 
@@ -121,6 +151,34 @@ async def file_to_serve(
     return await conn.fetchrow(
         FILE_TO_SERVE, project_id, name, version, list(INSTALLABLE_STATUSES), file_name
     )
+
+
+async def file_for_caller(
+    conn: Conn, ref: str, user_id: int | None, name: str, version: str, file_name: str
+) -> tuple[asyncpg.Record | None, dict | None]:
+    """The project ``ref`` as identity.project_for_caller finds it, and the file to serve in
+    it (None when there is none), in one round trip."""
+    uid = user_id or 0
+    statuses = list(INSTALLABLE_STATUSES)
+    if ref.lstrip("-").isdigit():
+        pid = int(ref)
+        if not -(2**63) <= pid < 2**63:
+            return None, None
+        row = await conn.fetchrow(
+            FILE_FOR_CALLER_BY_ID, pid, uid, name, version, statuses, file_name
+        )
+    elif "/" in ref:
+        namespace, _, path = ref.rpartition("/")
+        row = await conn.fetchrow(
+            FILE_FOR_CALLER_BY_PATH, namespace, uid, path, name, version, statuses, file_name
+        )
+    else:
+        return None, None
+    if row is None:
+        return None, None
+    if row["file__id"] is None:
+        return row, None
+    return row, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
 
 
 async def mark_downloaded(conn: Conn, package_id: int) -> None:

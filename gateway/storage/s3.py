@@ -11,6 +11,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from aiohttp.payload import BytesPayload
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
 
@@ -46,19 +48,29 @@ class _Deadlines:
         per_attempt = self.connect + self.read + size / _MIN_SEND_RATE
         backoff = sum(min(2.0**i, _MAX_BACKOFF) for i in range(self.attempts - 1))
         return self.attempts * per_attempt + backoff
+# A presigned URL is handed out again for at most this long (and a tenth of its lifetime), so
+# every URL a client gets stays valid for at least 90% of GATEWAY_PRESIGN_EXPIRES. Signing costs
+# more than the rest of a redirect; a busy file is asked for many times a second.
+_URL_REUSE_SECONDS = 30.0
+_URL_CACHE_SIZE = 10_000
 
 
 def _b64crc(crc32: int) -> str:
     return base64.b64encode(crc32.to_bytes(4, "big")).decode()
 
 
-def _body(data: memoryview) -> bytes | bytearray:
-    """botocore takes bytes or bytearray, not memoryview: hand over a whole part buffer as it
-    is, and copy only a short final part."""
-    whole = data.obj
-    if isinstance(whole, bytes | bytearray) and len(whole) == len(data):
-        return whole
-    return bytes(data)
+class _PartBody(BytesPayload):
+    """A part as aiohttp's request body, without a copy: aiohttp slices a bytearray body to its
+    length (a copy of every part) but a memoryview for free. botocore rewinds a body before it
+    retries; a whole part in memory is simply sent again, so rewinding is a no-op."""
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+
+def _body(data: memoryview) -> _PartBody:
+    flat = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+    return _PartBody(flat, content_type="application/octet-stream")
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -144,6 +156,7 @@ class S3Store:
         self.bucket = bucket
         self._proxy = proxy
         self._deadlines = deadlines or _Deadlines(10.0, 60.0, 4)
+        self._urls: dict[tuple[str, str, int], tuple[float, str]] = {}
 
     def deadline(self, size: int) -> asyncio.Timeout:
         """The overall deadline of one call that sends ``size`` bytes (retries included)."""
@@ -163,6 +176,9 @@ class S3Store:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
             max_pool_connections=max(64, settings.parts_in_flight * 32),
+            # Part bodies are aiohttp payloads (see _PartBody), which botocore's parameter check
+            # refuses; every parameter is built here.
+            parameter_validation=False,
         )
         common: dict[str, Any] = {"region_name": settings.s3_region, "config": config}
         if settings.s3_access_key_id:
@@ -233,7 +249,12 @@ class S3Store:
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         if self._proxy:
             return None
-        return await self._presign.generate_presigned_url(
+        now = time.monotonic()
+        cache_key = (key, disposition, expires)
+        hit = self._urls.get(cache_key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        url = await self._presign.generate_presigned_url(
             "get_object",
             Params={
                 "Bucket": self.bucket,
@@ -243,6 +264,12 @@ class S3Store:
             },
             ExpiresIn=expires,
         )
+        reuse = min(_URL_REUSE_SECONDS, expires / 10)
+        if reuse > 0:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[cache_key] = (now + reuse, url)
+        return url
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
         with translate_errors("get_object"):

@@ -1,0 +1,383 @@
+"""The parts a benchmark run is made of: its own PostgreSQL and S3 servers, gateway processes,
+and the measurements taken on them (wall time, CPU time and peak RSS from /proc)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotoConfig
+
+from gateway import accounts
+from gateway.db import identity
+from gateway.db.migrate import migrate
+from gateway.localservices import (
+    MotoServer,
+    PostgresCluster,
+    RcloneS3Server,
+    S3Server,
+    free_port,
+    wait_for_port,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1_000_000
+MiB = 2**20
+ACCESS_KEY = "benchkey"
+SECRET_KEY = "benchsecret"
+BUCKET = "bench"
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc status")
+
+
+def make_file(path: Path, size: int) -> Path:
+    """``size`` random bytes (incompressible, so nothing on the way can cheat)."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    block = os.urandom(8 * MiB)
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            # A fresh prefix per block keeps every part distinct.
+            chunk = os.urandom(16) + block[16 : min(left, len(block))]
+            f.write(chunk[:left])
+            left -= len(chunk)
+    return path
+
+
+def digest_floor(path: Path, limit: int = 512 * MiB) -> float:
+    """CPU-seconds per MB of md5 + sha1 + sha256 over the first ``limit`` bytes of ``path``,
+    one after another on one thread: the least any gateway must spend on an upload."""
+    blocks = []
+    with path.open("rb") as f:
+        while sum(map(len, blocks)) < limit and (b := f.read(8 * MiB)):
+            blocks.append(b)
+    n = sum(map(len, blocks))
+    start = time.thread_time()
+    for algo in (hashlib.md5, hashlib.sha1, hashlib.sha256):
+        h = algo()
+        for b in blocks:
+            h.update(b)
+        h.hexdigest()
+    return (time.thread_time() - start) / (n / MB)
+
+
+# --- services ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Backend:
+    """An S3 server the benchmark started, with a bucket."""
+
+    name: str
+    server: S3Server
+
+    @property
+    def endpoint(self) -> str:
+        return self.server.endpoint_url
+
+    def client(self):
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=ACCESS_KEY,
+            aws_secret_access_key=SECRET_KEY,
+            config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
+        )
+
+    def fresh(self) -> None:
+        """Start a measurement on a server in its first state. ``rclone serve s3`` (1.75) can be
+        left spinning a core after a multipart upload or a delete; a restart clears it (the
+        folder, and so the bucket, stays)."""
+        if self.name == "rclone":
+            self.server.stop()
+            self.server.start()
+
+    def empty_bucket(self) -> None:
+        """Delete every object and open upload, so the servers do not fill up between rounds."""
+        s3 = self.client()
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+            for obj in page.get("Contents", []):
+                s3.delete_object(Bucket=BUCKET, Key=obj["Key"])
+        for up in s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []):
+            s3.abort_multipart_upload(Bucket=BUCKET, Key=up["Key"], UploadId=up["UploadId"])
+
+
+def start_backend(name: str, work: Path, *, rclone_buffer_limit: int) -> Backend:
+    if name == "moto":
+        server: S3Server = MotoServer(log_path=work / "moto.log")
+    elif name == "rclone":
+        server = RcloneS3Server(
+            work / "rclone-data", ACCESS_KEY, SECRET_KEY,
+            extra_args=[
+                "--ignore-checksum", "--no-checksum",
+                "--multipart-streaming-buffer-limit", f"{rclone_buffer_limit // MiB}Mi",
+            ],
+            log_path=work / "rclone.log",
+        )
+    else:
+        raise ValueError(f"unknown S3 server {name!r} (moto, rclone)")
+    server.start()
+    backend = Backend(name, server)
+    backend.client().create_bucket(Bucket=BUCKET)
+    return backend
+
+
+@dataclass
+class Database:
+    cluster: PostgresCluster
+    url: str
+    token: str
+    project_id: int
+
+
+def start_database(work: Path) -> Database:
+    cluster = PostgresCluster(work / "pg", fast=True)
+    cluster.start()
+    url = cluster.create_database("packgate_bench")
+
+    async def prepare() -> tuple[str, int]:
+        await migrate(url)
+        conn = await asyncpg.connect(url)
+        try:
+            token = await accounts.bootstrap(conn, "bench")
+            admin = await identity.find_user_by_username(conn, accounts.ADMIN_USERNAME)
+            project = await accounts.ensure_project(
+                conn, "bench", "files", owner_id=admin["id"], visibility="private"
+            )
+            return token, project["id"]
+        finally:
+            await conn.close()
+
+    token, project_id = asyncio.run(prepare())
+    return Database(cluster, url, token, project_id)
+
+
+# --- the gateway as a process -----------------------------------------------------------------
+
+
+@dataclass
+class GatewayProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    _log_offset: int = 0
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def peak_rss(self) -> int:
+        return peak_rss(self.pid)
+
+    def stored(self) -> list[dict]:
+        """The ``upload stored`` log lines written since the last call."""
+        with self.log_path.open("rb") as f:
+            f.seek(self._log_offset)
+            data = f.read()
+        self._log_offset += len(data)
+        out = []
+        for line in data.splitlines():
+            with contextlib.suppress(ValueError):
+                rec = json.loads(line)
+                if rec.get("msg") == "upload stored":
+                    out.append(rec)
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | None,
+                  extra_env: dict[str, str] | None = None) -> GatewayProcess:
+    """``gateway serve`` against ``backend``, or the discarding store when it is None."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "AWS_"))}
+    env.update(
+        GATEWAY_DATABASE_URL=db.url,
+        GATEWAY_PORT=str(port),
+        GATEWAY_LOG_LEVEL="INFO",
+        GATEWAY_INSTANCE_ID=f"bench-{label}",
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        **(extra_env or {}),
+    )
+    if backend is None:
+        cmd = [sys.executable, "-m", "benchmarks.nullserve"]
+    else:
+        env.update(GATEWAY_S3_BUCKET=BUCKET, GATEWAY_S3_ENDPOINT_URL=backend.endpoint)
+        cmd = [sys.executable, "-m", "gateway", "serve"]
+    log_path = work / f"gateway-{label}-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
+    gw = GatewayProcess(proc, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_port("127.0.0.1", port, 60, proc=proc, log_path=log_path)
+    except BaseException:
+        gw.stop()
+        raise
+    return gw
+
+
+# --- uploads ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    seconds: float
+    size: int
+    parts_seconds: float | None = None
+    complete_seconds: float | None = None
+    cpu_seconds: float | None = None
+    status: int = 201
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.size / MB / self.seconds
+
+
+def file_url(gw: GatewayProcess, db: Database, name: str) -> str:
+    return f"{gw.url}/api/v4/projects/{db.project_id}/packages/generic/bench/1.0/{name}"
+
+
+def curl_upload_cmd(url: str, token: str, path: Path) -> list[str]:
+    return ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--upload-file", str(path),
+            "-H", f"PRIVATE-TOKEN: {token}", url]
+
+
+def gateway_upload(gw: GatewayProcess, db: Database, path: Path, name: str) -> Upload:
+    """``curl --upload-file`` through the gateway; CPU is the gateway process's own."""
+    gw.stored()
+    cpu0 = gw.cpu()
+    start = time.perf_counter()
+    out = subprocess.run(curl_upload_cmd(file_url(gw, db, name), db.token, path),
+                         capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - start
+    cpu = gw.cpu() - cpu0
+    status = int(out.stdout.strip() or 0)
+    if status != 201:
+        raise RuntimeError(f"gateway upload answered {status}: {out.stderr}")
+    rec = (gw.stored() or [{}])[-1]
+    return Upload(seconds, path.stat().st_size, rec.get("parts_s"), rec.get("complete_s"), cpu,
+                  status)
+
+
+def direct_upload(backend: Backend, path: Path, key: str) -> Upload:
+    """boto3's ``upload_file`` with its default TransferConfig, straight to the S3 server."""
+    s3 = backend.client()
+    complete_at: list[float] = []
+    s3.meta.events.register(
+        "before-call.s3.CompleteMultipartUpload",
+        lambda **_: complete_at.append(time.perf_counter()),
+    )
+    start = time.perf_counter()
+    s3.upload_file(str(path), BUCKET, key, Config=TransferConfig())
+    end = time.perf_counter()
+    parts = (complete_at[0] - start) if complete_at else end - start
+    return Upload(end - start, path.stat().st_size, parts, end - start - parts)
+
+
+def concurrent_uploads(gw: GatewayProcess, db: Database, path: Path, n: int,
+                       label: str) -> tuple[float, list[int], list[str]]:
+    """``n`` curl uploads started together; the wall time until the last one ends, the
+    statuses, and what curl said about the failed ones."""
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            curl_upload_cmd(file_url(gw, db, f"{label}-{i}.bin"), db.token, path),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        for i in range(n)
+    ]
+    statuses, errors = [], []
+    for p in procs:
+        out, err = p.communicate(timeout=3600)
+        statuses.append(int(out.strip() or 0))
+        if statuses[-1] != 201:
+            errors.append(f"{statuses[-1]} {err.strip()}")
+    return time.perf_counter() - start, statuses, errors
+
+
+# --- downloads --------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+def _quantile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def redirect_load(url: str, token: str, *, clients: int, seconds: float,
+                  rate: float | None = None, processes: int = 2) -> LoadResult:
+    """``clients`` concurrent clients (split over ``processes`` loader processes) ask for
+    ``url`` for ``seconds``, as fast as answered or at ``rate`` requests a second in total;
+    only 302 answers count as done."""
+    per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.load", url, "--header", f"PRIVATE-TOKEN: {token}",
+             "--clients", str(c), "--seconds", str(seconds),
+             *(["--rate", str(rate * c / clients)] if rate else [])],
+            cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        )
+        for c in per if c
+    ]
+    latencies: list[float] = []
+    errors = 0
+    for p in procs:
+        out, _ = p.communicate(timeout=seconds + 120)
+        res = json.loads(out)
+        latencies += res["latencies"]
+        errors += res["errors"]
+    latencies.sort()
+    return LoadResult(len(latencies), errors, seconds, _quantile(latencies, 0.5) * 1000,
+                      _quantile(latencies, 0.99) * 1000)

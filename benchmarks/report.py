@@ -1,0 +1,198 @@
+"""The benchmark's results and their table (Markdown, readable as plain text) and plot."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from benchmarks.harness import MB, LoadResult, MiB, Upload
+
+# The issue's targets, checked in the table.
+CPU_FACTOR = 1.3
+CEILING_MB_S = 500
+SINGLE_RSS_MIB = 160
+REDIRECTS_PER_S = 3000
+REDIRECT_P99_MS = 20
+
+
+def _yes(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def _opt(value: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+@dataclass
+class Report:
+    size: int
+    rounds: int
+    machine: str
+    budget: int
+    command: str
+    floor_ms: float = 0.0
+    uploads: dict[tuple[str, str], list[Upload]] = field(default_factory=lambda: defaultdict(list))
+    rss: dict[str, int] = field(default_factory=dict)
+    sweep: list[dict] = field(default_factory=list)
+    downloads: LoadResult | None = None
+    downloads_paced: LoadResult | None = None
+    download_rate: float = 0.0
+    downloads_server: str = ""
+
+    def add_upload(self, server: str, side: str, up: Upload) -> None:
+        self.uploads[(server, side)].append(up)
+
+    def add_sweep(self, target: str, n: int, size: int, wall: float, failed: int,
+                  rss: int) -> None:
+        self.sweep.append({"target": target, "n": n, "mb_s": n * size / MB / wall,
+                           "failed": failed, "rss": rss, "size": size})
+
+    def _rates(self, server: str, side: str) -> list[float]:
+        return [u.mb_per_s for u in self.uploads.get((server, side), [])]
+
+    @staticmethod
+    def _best(ups: list[Upload]) -> Upload:
+        return max(ups, key=lambda u: u.mb_per_s)
+
+    def _cpu_ms(self, server: str) -> float | None:
+        ups = [u for u in self.uploads.get((server, "gateway"), []) if u.cpu_seconds]
+        if not ups:
+            return None
+        return min(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
+
+    def markdown(self, targets: dict[str, float]) -> str:
+        out = [
+            f"Command: `{self.command}`",
+            "",
+            f"Machine: {self.machine}",
+            "",
+            f"File {self.size / MiB:.0f} MiB, {self.rounds} rounds per case, MB = 10^6 bytes, "
+            f"buffer budget {self.budget / MiB:.0f} MiB. md5+sha1+sha256 floor measured in "
+            f"this run: {self.floor_ms:.2f} CPU-ms/MB.",
+            "",
+        ]
+        servers = sorted({s for s, side in self.uploads if side == "direct"},
+                         key=lambda s: list(targets).index(s) if s in targets else 99)
+        if servers:
+            out += [
+                "### Uploads: gateway against direct (boto3 upload_file) to the same S3 server",
+                "",
+                "| S3 server | direct MB/s best / median | gateway MB/s best / median "
+                "| ratio best / median | target | met |",
+                "|---|---|---|---|---|---|",
+            ]
+            for s in servers:
+                d, g = self._rates(s, "direct"), self._rates(s, "gateway")
+                ratio_best = max(g) / max(d)
+                ratio_med = statistics.median(g) / statistics.median(d)
+                t = targets.get(s)
+                out.append(
+                    f"| {s} | {max(d):.0f} / {statistics.median(d):.0f} | {max(g):.0f} / "
+                    f"{statistics.median(g):.0f} | {ratio_best:.2f} / {ratio_med:.2f} | "
+                    f"{'≥ ' + format(t, '.1f') if t else '-'} | "
+                    f"{_yes(ratio_best >= t) if t else '-'} |"
+                )
+            out += [
+                "",
+                "### Phases and costs of the best rounds",
+                "",
+                "| S3 server | direct parts s | direct complete s | gateway parts s "
+                "| gateway complete s | gateway CPU-ms/MB | x floor (≤ 1.3) | peak RSS MiB "
+                "(≤ 160) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for s in servers:
+                bd = self._best(self.uploads[(s, "direct")])
+                bg = self._best(self.uploads[(s, "gateway")])
+                cpu = self._cpu_ms(s)
+                factor = cpu / self.floor_ms if cpu and self.floor_ms else None
+                rss = self.rss.get(s)
+                out.append(
+                    f"| {s} | {_opt(bd.parts_seconds)} | {_opt(bd.complete_seconds)} | "
+                    f"{_opt(bg.parts_seconds)} | {_opt(bg.complete_seconds)} | "
+                    f"{_opt(cpu)} | {_opt(factor)} "
+                    f"{_yes(factor <= CPU_FACTOR) if factor else ''} | "
+                    f"{rss / MiB:.0f} {_yes(rss / MiB <= SINGLE_RSS_MIB)} |"
+                    if rss else f"| {s} | - | - | - | - | - | - | - |"
+                )
+            out.append("")
+        if ("null", "gateway") in self.uploads:
+            g = self._rates("null", "gateway")
+            cpu = self._cpu_ms("null")
+            rss = self.rss.get("null", 0)
+            out += [
+                "### The gateway's own ceiling: the discarding store in place of S3",
+                "",
+                "| MB/s best / median | target | met | CPU-ms/MB | x floor | peak RSS MiB |",
+                "|---|---|---|---|---|---|",
+                f"| {max(g):.0f} / {statistics.median(g):.0f} | ≥ {CEILING_MB_S} | "
+                f"{_yes(max(g) >= CEILING_MB_S)} | {_opt(cpu)} | "
+                f"{_opt(cpu / self.floor_ms if cpu and self.floor_ms else None)} | "
+                f"{rss / MiB:.0f} |",
+                "",
+            ]
+        if self.sweep:
+            out += [
+                f"### Concurrent uploads ({self.sweep[0]['size'] / MiB:.0f} MiB each, "
+                f"a fresh gateway process per step, buffer budget {self.budget / MiB:.0f} MiB)",
+                "",
+                "| store | uploads | aggregate MB/s | failed | peak RSS MiB |",
+                "|---|---|---|---|---|",
+            ]
+            for row in self.sweep:
+                out.append(f"| {row['target']} | {row['n']} | {row['mb_s']:.0f} | "
+                           f"{row['failed']} | {row['rss'] / MiB:.0f} |")
+            out.append("")
+        if self.downloads is not None:
+            d, p = self.downloads, self.downloads_paced
+            out += [
+                "### Redirect downloads: one gateway process, "
+                f"{self.downloads_server} presigning, 64 clients",
+                "",
+                "| load | answers/s | p50 ms | p99 ms | errors | target | met |",
+                "|---|---|---|---|---|---|---|",
+                f"| as fast as answered | {d.per_second:.0f} | {d.p50_ms:.1f} | {d.p99_ms:.1f} | "
+                f"{d.errors} | ≥ {REDIRECTS_PER_S}/s | {_yes(d.per_second >= REDIRECTS_PER_S)} |",
+            ]
+            if p is not None:
+                met = p.per_second >= 0.97 * self.download_rate and p.p99_ms < REDIRECT_P99_MS
+                out.append(
+                    f"| paced at {self.download_rate:.0f}/s | {p.per_second:.0f} | "
+                    f"{p.p50_ms:.1f} | {p.p99_ms:.1f} | {p.errors} | p99 < {REDIRECT_P99_MS} ms "
+                    f"| {_yes(met)} |"
+                )
+            out += [
+                "",
+                "As fast as answered, 64 clients wait on each other: the mean latency is "
+                "64 / rate (Little's law), so p99 is judged on the paced run.",
+                "",
+            ]
+        return "\n".join(out)
+
+    def plot(self, path: Path) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            print("matplotlib is not installed (pip install '.[bench]'): no plot written")
+            return
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for target in sorted({r["target"] for r in self.sweep}):
+            rows = [r for r in self.sweep if r["target"] == target]
+            ax.plot([r["n"] for r in rows], [r["mb_s"] for r in rows], marker="o",
+                    label=f"gateway → {target}")
+        ax.set_xscale("log", base=2)
+        ns = sorted({r["n"] for r in self.sweep})
+        ax.set_xticks(ns, labels=[str(n) for n in ns])
+        ax.set_xlabel("concurrent uploads")
+        ax.set_ylabel("aggregate MB/s")
+        ax.set_title("Upload throughput against concurrency")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)

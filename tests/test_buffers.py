@@ -1,0 +1,248 @@
+"""The process-wide buffer budget: uploads wait for room, which stops reading their bodies, and
+none fails for want of it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway import keys
+from gateway.app import create_app
+from gateway.config import MiB
+from gateway.hashing import HashPools
+from gateway.storage.memory import MemorySink, MemoryStore
+from gateway.uploads import BufferPool, UploadLimits, stream_to_store
+from tests.conftest import World
+
+PART = MiB  # known sizes are cut in whole MiB
+DEADLINE = 60
+
+
+class Body:
+    """A request body handed over in small pieces; counts how often it is read."""
+
+    def __init__(self, data: bytes, piece: int = 256 * 1024) -> None:
+        self.data = data
+        self.piece = piece
+        self.pos = 0
+        self.reads = 0
+
+    async def readany(self) -> bytes:
+        self.reads += 1
+        await asyncio.sleep(0)  # a socket yields to the loop between pieces
+        out = self.data[self.pos : self.pos + self.piece]
+        self.pos += len(out)
+        return out
+
+
+class GatedSink(MemorySink):
+    async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
+        store: GatedStore = self._store  # type: ignore[assignment]
+        store.arrived += 1
+        await store.gate.wait()
+        await super().write_part(number, data, crc32)
+
+
+class GatedStore(MemoryStore):
+    """Holds every part at a gate until the test opens it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.arrived = 0
+
+    async def open_sink(self, key: str) -> GatedSink:
+        sink = GatedSink(self, key)
+        self.uploads[sink.upload_id] = key
+        return sink
+
+
+@pytest.fixture
+async def pools() -> AsyncIterator[HashPools]:
+    p = HashPools(2)
+    yield p
+    p.shutdown()
+
+
+def limits(parts_in_flight: int = 2) -> UploadLimits:
+    return UploadLimits(max_file_size=0, part_size=PART, parts_in_flight=parts_in_flight,
+                        body_read_timeout=DEADLINE)
+
+
+async def until(condition, what: str) -> None:
+    """Wait (at most about DEADLINE seconds) for ``condition`` to hold."""
+    for _ in range(DEADLINE * 1000):
+        if condition():
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_acquire_waits_while_the_budget_is_spent() -> None:
+    pool = BufferPool(2 * PART)
+    first = await pool.acquire(PART)
+    await pool.acquire(PART)
+    third = asyncio.create_task(pool.acquire(PART))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not third.done()
+    await pool.release(first)
+    await asyncio.wait_for(third, DEADLINE)
+    assert pool.used == 2 * PART
+
+
+async def test_released_buffer_is_handed_out_again() -> None:
+    pool = BufferPool(2 * PART)
+    buf = await pool.acquire(PART)
+    await pool.release(buf)
+    assert await pool.acquire(PART) is buf
+
+
+async def test_buffer_larger_than_the_budget_is_granted_when_nothing_is_out() -> None:
+    pool = BufferPool(PART)
+    buf = await asyncio.wait_for(pool.acquire(3 * PART), DEADLINE)
+    assert len(buf) == 3 * PART
+
+
+async def test_32_concurrent_uploads_never_exceed_the_budget(pools: HashPools) -> None:
+    budget = 4 * PART
+    pool = BufferPool(budget)
+    store = MemoryStore()
+    bodies = [os.urandom(5 * PART + i) for i in range(32)]
+    await asyncio.wait_for(asyncio.gather(*(
+        stream_to_store(Body(b), store, f"k{i}", size=len(b), limits=limits(),
+                        buffers=pool, pools=pools)
+        for i, b in enumerate(bodies)
+    )), DEADLINE)
+    assert pool.peak <= budget
+
+
+async def test_32_concurrent_uploads_within_a_small_budget_keep_their_bytes(
+    pools: HashPools,
+) -> None:
+    pool = BufferPool(3 * PART)
+    store = MemoryStore()
+    bodies = [os.urandom(4 * PART + 7 * i) for i in range(32)]
+    stored = await asyncio.wait_for(asyncio.gather(*(
+        stream_to_store(Body(b), store, f"k{i}", size=len(b), limits=limits(),
+                        buffers=pool, pools=pools)
+        for i, b in enumerate(bodies)
+    )), DEADLINE)
+    assert [s.digests.sha256 for s in stored] == [hashlib.sha256(b).hexdigest() for b in bodies]
+    assert [store.objects[f"k{i}"][0] for i in range(32)] == bodies
+    assert store.uploads == {}
+
+
+async def test_all_buffers_are_returned_after_32_uploads(pools: HashPools) -> None:
+    pool = BufferPool(3 * PART)
+    store = MemoryStore()
+    await asyncio.wait_for(asyncio.gather(*(
+        stream_to_store(Body(os.urandom(3 * PART + 1)), store, f"k{i}", size=3 * PART + 1,
+                        limits=limits(), buffers=pool, pools=pools)
+        for i in range(32)
+    )), DEADLINE)
+    assert pool.used == 0
+
+
+async def test_upload_waiting_for_buffers_reads_nothing_from_its_body(pools: HashPools) -> None:
+    # One upload holds the whole budget: two parts in flight (held at the gate), one filled.
+    pool = BufferPool(3 * PART)
+    store = GatedStore()
+    first = Body(os.urandom(10 * PART))
+    second = Body(os.urandom(10 * PART))
+    a = asyncio.create_task(stream_to_store(first, store, "a", size=10 * PART, limits=limits(),
+                                            buffers=pool, pools=pools))
+    await until(lambda: store.arrived == 2 and pool.used == 3 * PART, "first upload is stuck")
+    b = asyncio.create_task(stream_to_store(second, store, "b", size=10 * PART, limits=limits(),
+                                            buffers=pool, pools=pools))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert second.reads == 0
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(a, b), DEADLINE)
+
+
+async def test_upload_held_back_by_the_budget_completes_once_room_is_made(
+    pools: HashPools,
+) -> None:
+    pool = BufferPool(3 * PART)
+    store = GatedStore()
+    data = os.urandom(10 * PART)
+    a = asyncio.create_task(stream_to_store(Body(os.urandom(10 * PART)), store, "a",
+                                            size=10 * PART, limits=limits(), buffers=pool,
+                                            pools=pools))
+    await until(lambda: store.arrived == 2, "first upload is stuck")
+    b = asyncio.create_task(stream_to_store(Body(data), store, "b", size=len(data),
+                                            limits=limits(), buffers=pool, pools=pools))
+    store.gate.set()
+    await asyncio.wait_for(asyncio.gather(a, b), DEADLINE)
+    assert store.objects["b"][0] == data
+
+
+async def test_32_concurrent_http_uploads_within_a_tight_budget_all_succeed(
+    aiohttp_client, settings, world: World, s3,
+) -> None:
+    tight = settings.with_overrides(part_size=5 * MiB, parts_in_flight=1,
+                                    buffer_budget=10 * MiB, db_pool_max=40)
+    app = create_app(tight)
+    client = await aiohttp_client(app)
+    body = os.urandom(5 * MiB + 1)  # two parts each
+
+    async def put(i: int) -> int:
+        resp = await client.put(
+            f"/api/v4/projects/{world.project_id}/packages/generic/pkg/1.0/f{i}.bin",
+            data=body, headers={"PRIVATE-TOKEN": world.tokens["developer"]},
+        )
+        return resp.status
+
+    statuses = await asyncio.wait_for(asyncio.gather(*(put(i) for i in range(32))), 240)
+    assert statuses == [201] * 32
+    assert app[keys.buffers].peak <= 10 * MiB
+    assert await world.conn.fetchval("SELECT count(*) FROM package_files") == 32
+    assert s3.list_multipart_uploads(Bucket=tight.s3_bucket).get("Uploads", []) == []
+
+
+class ReorderingSink(MemorySink):
+    """Part 1 of "zeros" is stored only once a part of "other" has arrived."""
+
+    async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
+        store: ReorderingStore = self._store  # type: ignore[assignment]
+        if self.key == "zeros" and number == 1:
+            await store.other_arrived.wait()
+        if self.key == "other":
+            store.other_arrived.set()
+        await super().write_part(number, data, crc32)
+
+
+class ReorderingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.other_arrived = asyncio.Event()
+
+    async def open_sink(self, key: str) -> ReorderingSink:
+        sink = ReorderingSink(self, key)
+        self.uploads[sink.upload_id] = key
+        return sink
+
+
+async def test_upload_whose_parts_are_equal_hands_back_only_its_own_buffers(
+    pools: HashPools,
+) -> None:
+    # A file of zeros has equal parts: buffers must be told apart by identity, not content,
+    # or a part finishing early hands back another part's buffer to the next upload.
+    pool = BufferPool(3 * PART)
+    store = ReorderingStore()
+    zeros, other = bytes(3 * PART), os.urandom(2 * PART)
+    first = asyncio.create_task(stream_to_store(Body(zeros), store, "zeros", size=len(zeros),
+                                                limits=limits(), buffers=pool, pools=pools))
+    await until(lambda: pool.used == 3 * PART, "the first upload holds the budget")
+    second = asyncio.create_task(stream_to_store(Body(other), store, "other", size=len(other),
+                                                 limits=limits(), buffers=pool, pools=pools))
+    await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+    assert store.objects["zeros"][0] == zeros
+    assert store.objects["other"][0] == other
+    assert pool.used == 0
