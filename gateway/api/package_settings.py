@@ -13,22 +13,18 @@ from typing import Any
 from aiohttp import web
 
 from gateway import auth, keys, packages
+from gateway.api import caller
 from gateway.api.params import as_bool, read_params
-from gateway.errors import Forbidden, InvalidParameters, Unauthorized, json_response
+from gateway.errors import InvalidParameters, json_response
 
 _REGEX = "generic_duplicate_exception_regex"
 
 
 async def _group(request: web.Request) -> auth.GroupAccess:
-    creds = auth.Credentials.from_request(request.headers, request.query)
-    who = await request.app[keys.authenticator].authenticate(creds, request.method)
-    if who.anonymous:
-        raise Unauthorized()
-    group = auth.require_group_visible(
-        who, await auth.group_access(request.app[keys.db], who, request.match_info["id"])
-    )
-    if not (who.is_admin or group.level >= auth.MAINTAINER):
-        raise Forbidden()
+    # An administration route: personal (project, group) access tokens, GitLab's API 401s.
+    who = await caller.signed_in(request)
+    group = await caller.group(request, who)
+    caller.require_level(who, group.level, auth.MAINTAINER)
     return group
 
 
