@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> Report:
                 report.rss[name] = gw.peak_rss()
             finally:
                 gw.stop()
+                backend.rest()
 
         if not args.no_ceiling:
             gw = h.start_gateway(db, work, "null", backend=None, extra_env=gw_env)
@@ -151,6 +152,7 @@ def run(args: argparse.Namespace) -> Report:
                         gw.stop()
                     if target in backends:
                         backends[target].empty_bucket()
+                        backends[target].rest()
                     failed = sum(1 for s in statuses if s != 201)
                     report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
                     log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "

@@ -118,6 +118,12 @@ class Backend:
             self.server.stop()
             self.server.start()
 
+    def rest(self) -> None:
+        """Between cases: stop rclone, so a core it may be left spinning does not slow the next
+        case down (``fresh`` starts it again)."""
+        if self.name == "rclone":
+            self.server.stop()
+
     def empty_bucket(self) -> None:
         """Delete every object and open upload, so the servers do not fill up between rounds."""
         s3 = self.client()

@@ -13,7 +13,6 @@ then finds the row gone.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
@@ -83,8 +82,15 @@ async def sweep_stale_uploads(
                     continue
                 report.swept.append(key)
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await q.sweep_unlock(conn)
+            except Exception:
+                # The pool does not reset session state (db/pool.py): a connection that may
+                # still hold the sweep lock must never be handed out again.
+                conn.terminate()
+            except BaseException:
+                conn.terminate()
+                raise
     if report.swept:
         log.info("swept stale uploads", extra={"count": len(report.swept)})
     return report
