@@ -356,7 +356,8 @@ def abilities(who: Principal, row: asyncpg.Record, *, allow_guest_pull: bool) ->
     else:
         read_package = enabled and (member_read or public or internal_ok)
     create_package = enabled and (admin or level >= DEVELOPER or deploy_write)
-    destroy_package = enabled and (admin or level >= MAINTAINER)
+    # GitLab lets a deploy token that may write packages delete them too.
+    destroy_package = enabled and (admin or level >= MAINTAINER or deploy_write)
     return ProjectAccess(row, level, read_project, read_package, create_package, destroy_package)
 
 

@@ -9,7 +9,7 @@ import warnings
 import gitlab
 import pytest
 
-from gateway import auth
+from gateway import accounts, auth
 from tests.conftest import World
 from tests.package_helpers import (
     bucket_keys,
@@ -375,6 +375,23 @@ async def test_developer_may_not_delete_even_a_missing_package(client, world) ->
                                headers=hdr(world.tokens["developer"]))
     assert resp.status == 403
     assert await resp.json() == {"message": "403 Forbidden"}
+
+
+@pytest.mark.parametrize(("scopes", "status"), [
+    (["write_package_registry"], 204),
+    (["read_package_registry"], 403),
+])
+async def test_deploy_token_deletes_a_package_only_with_write_scope(
+    client, world, scopes: list[str], status: int
+) -> None:
+    pkg = await insert_package(world.conn, world.project_id, "t", "1.0", files=("a.txt",))
+    token, _ = await accounts.create_deploy_token(
+        world.conn, project_id=world.project_id, name="robot", scopes=scopes, expires_at=None,
+        username=None,
+    )
+    resp = await client.delete(packages_url(world, f"/{pkg['id']}"),
+                               headers={"Deploy-Token": token})
+    assert resp.status == status
 
 
 async def test_deleted_package_is_gone_from_get_and_list(client, world) -> None:
