@@ -429,10 +429,11 @@ async def test_postgres_stopped_during_the_commit_answers_503_and_leaves_nothing
             "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"),
         "the commit waiting for the version lock",
     )
-    await pg_world.conn.close()
-    # Immediate: every backend exits at once, so the waiting commit cannot slip through when
-    # the lock holder goes first (as a fast shutdown may allow: that commit would be a 201).
+    # Immediate, with the lock holder still connected: every backend exits at once, so the
+    # waiting commit cannot slip through (closing the holder first would release the lock, and
+    # the commit could finish as a 201 before the stop).
     own_postgres.stop("immediate")
+    pg_world.conn.terminate()
     resp = await asyncio.wait_for(upload, 60)
     assert resp.status == 503
     own_postgres.start()
