@@ -2,7 +2,7 @@
 
 Credentials arrive as headers, query parameters or HTTP Basic; each kind of token is looked up
 by the SHA-256 digest of its value (tokens are never stored) and compared in constant time.
-Resolution follows GitLab's order (``reference/auth.md`` §3), so the same request gets the same
+Resolution follows GitLab's order (``lib/api/api_guard.rb``), so the same request gets the same
 401/403/404 as on GitLab.
 """
 
@@ -84,7 +84,7 @@ ANONYMOUS = Principal()
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
-    """Every place GitLab looks for a credential (``reference/auth.md`` §2)."""
+    """Every place GitLab looks for a credential (``lib/gitlab/auth/auth_finders.rb``)."""
 
     private_token: str | None = None
     bearer: str | None = None
@@ -323,7 +323,7 @@ class ProjectAccess:
 
 
 def abilities(who: Principal, row: asyncpg.Record, *, allow_guest_pull: bool) -> ProjectAccess:
-    """``reference/auth.md`` §5: read_project, read_package, create_package, destroy_package."""
+    """GitLab's project policy: read_project, read_package, create_package, destroy_package."""
     visibility = row["visibility"]
     enabled = row["packages_enabled"]
     level = 0

@@ -1,4 +1,4 @@
-"""The administration API: GitLab's paths, bodies and status codes (``reference/admin-api.md``),
+"""The administration API: GitLab's paths, bodies and status codes (GitLab's REST API),
 spoken to in-process for the error cases, and by python-gitlab, curl and wget against
 ``gateway serve`` on a port for the operator's journey."""
 

@@ -1,4 +1,4 @@
-"""Who may read and write generic package files: GitLab's matrix (``reference/auth.md`` §10).
+"""Who may read and write generic package files: GitLab's authorization matrix.
 
 Each cell is one test: a credential (kind, scope and role) used on a private, internal or public
 project, to read (GET of an existing file) or write (PUT of a new one). A successful read is

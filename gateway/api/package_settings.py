@@ -2,7 +2,7 @@
 
 packgate's REST form of GitLab's namespace package settings (GitLab uses GraphQL), with its
 field names, its rights (``admin_package``: Maintainer+ of the group, or an administrator) and
-its validation answers (``reference/packages-api.md`` §7.2). The policy applies to the projects
+its validation answers (GitLab's namespace package settings). The policy applies to the projects
 directly in this group, as on GitLab.
 """
 

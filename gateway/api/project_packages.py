@@ -1,4 +1,4 @@
-"""GitLab's Packages API: list, get, list files, delete (``reference/packages-api.md``).
+"""GitLab's Packages API: list, get, list files, delete (GitLab's ``lib/api/packages`` endpoints).
 
 ``GET /projects/:id/packages``, ``GET /groups/:id/packages``, ``GET /projects/:id/packages/
 :package_id``, ``…/package_files``, ``DELETE …/packages/:package_id`` and ``DELETE
