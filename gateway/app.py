@@ -87,6 +87,8 @@ async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
     finally:
         with contextlib.suppress(Exception):
             pools.shutdown()
+        # Idle part buffers go now, not whenever the collector finds the app's cycles.
+        buffers.drop_idle()
 
 
 async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:

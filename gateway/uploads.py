@@ -102,6 +102,11 @@ class BufferPool:
                     self._free_bytes -= other
             return bytearray(size)
 
+    def drop_idle(self) -> None:
+        """Forget the idle buffers kept for reuse (the app is shutting down)."""
+        self._free.clear()
+        self._free_bytes = 0
+
     async def release(self, buf: bytearray, *, reuse: bool = True) -> None:
         """Return a buffer. ``reuse=False`` when a worker thread may still read it."""
         async with self._cond:

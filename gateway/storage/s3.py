@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
+from aiobotocore.session import AioSession, get_session
 from aiohttp.payload import BytesPayload
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
@@ -53,6 +54,13 @@ class _Deadlines:
 # more than the rest of a redirect; a busy file is asked for many times a second.
 _URL_REUSE_SECONDS = 30.0
 _URL_CACHE_SIZE = 10_000
+
+
+@functools.cache
+def _session() -> AioSession:
+    """One botocore session per process: its service models (tens of thousands of objects)
+    are loaded once, however many stores are opened (tests open one per app)."""
+    return get_session()
 
 
 def _b64crc(crc32: int) -> str:
@@ -165,7 +173,7 @@ class S3Store:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[S3Store]:
-        session = get_session()
+        session = _session()
         config = AioConfig(
             signature_version="s3v4",
             s3={"addressing_style": "path", "payload_signing_enabled": False},
