@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway import keys
-from gateway.errors import ServiceUnavailable, json_response
+from gateway.errors import json_response
 
 
 async def live(request: web.Request) -> web.Response:
@@ -14,8 +14,5 @@ async def live(request: web.Request) -> web.Response:
 
 async def ready(request: web.Request) -> web.Response:
     """Ready when PostgreSQL answers; otherwise a JSON 503, so the balancer skips us."""
-    async with request.app[keys.db].connection() as conn:
-        await conn.fetchval("SELECT 1")
-    if request.app.get(keys.settings) is None:
-        raise ServiceUnavailable()
+    await request.app[keys.db].ping()
     return json_response({"status": "ok"})

@@ -97,6 +97,11 @@ class Database:
             log.warning("database unavailable: %r", exc)
             raise DatabaseUnavailable() from exc
 
+    async def ping(self) -> None:
+        """Raises DatabaseUnavailable unless PostgreSQL answers."""
+        async with self.connection() as conn:
+            await conn.fetchval("SELECT 1")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.connection() as conn, conn.transaction():
