@@ -239,17 +239,6 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
         log.warning("could not drop the pending row of %s: %s", key, exc)
 
 
-async def file_to_serve(db: Database, project_id: int, target: FileTarget) -> asyncpg.Record:
-    """The newest installable file of that name (hidden packages included), or GitLab's 404."""
-    async with db.connection() as conn:
-        row = await q.file_to_serve(
-            conn, project_id, target.package_name, target.package_version, target.file_name
-        )
-    if row is None:
-        raise RecordNotFound()
-    return row
-
-
 async def file_for_caller(
     db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
     allow_guest_pull: bool,

@@ -201,9 +201,8 @@ async def stream_to_store(
     """Stream ``body`` into ``key``; the object exists only if this returns.
 
     ``on_multipart`` receives the upload id once a multipart upload is started (to record it),
-    ``on_cleaned`` runs after a failure
-    once nothing is left in the store (when the store cannot be reached, it does not run, and
-    the sweeper finishes the job later).
+    ``on_cleaned`` runs after a failure once nothing is left in the store (when the store
+    cannot be reached, it does not run, and the sweeper finishes the job later).
     """
     reader = _Reader(body, limits.body_read_timeout)
     hasher = Hasher(pools)

@@ -115,18 +115,24 @@ async def revoke_personal_access_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def rotate_personal_access_token(request: web.Request) -> web.Response:
-    self_route = request.match_info["token_id"] == "self"
-    who = await caller.signed_in(request, any_scope=self_route)
-    if self_route and not {"api", "self_rotate"} & who.scopes:
-        raise Forbidden()
-    row = await _own_token(request, who, missing=NotFound())
+async def _rotate(request: web.Request, row: Any) -> tuple[str, Any]:
+    """A new token in place of ``row`` (revoked now); its plaintext and its stored row."""
     params = await read_params(request)
     expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
     async with request.app[keys.db].connection() as conn:
         token, new = await accounts.rotate_personal_access_token(conn, row, expires_at)
         new = await accounts.pat_by_id(conn, new["id"])
     _forget(request)
+    return token, new
+
+
+async def rotate_personal_access_token(request: web.Request) -> web.Response:
+    self_route = request.match_info["token_id"] == "self"
+    who = await caller.signed_in(request, any_scope=self_route)
+    if self_route and not {"api", "self_rotate"} & who.scopes:
+        raise Forbidden()
+    row = await _own_token(request, who, missing=NotFound())
+    token, new = await _rotate(request, row)
     return json_response(entities.personal_access_token(new, token))
 
 
@@ -221,12 +227,7 @@ async def rotate_resource_token(request: web.Request) -> web.Response:
     who = await caller.signed_in(request)
     kind, source_id, _ = await _resource(request, who)
     row = await _resource_token(request, who, kind, source_id)
-    params = await read_params(request)
-    expires_at = accounts.parse_date(params.get("expires_at"), "expires_at")
-    async with request.app[keys.db].connection() as conn:
-        token, new = await accounts.rotate_personal_access_token(conn, row, expires_at)
-        new = await accounts.pat_by_id(conn, new["id"])
-    _forget(request)
+    token, new = await _rotate(request, row)
     return json_response(entities.resource_access_token(new, kind, source_id, token))
 
 

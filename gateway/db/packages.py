@@ -114,9 +114,6 @@ WHERE p.project_id = {project} AND p.name = {name} AND p.version = {version}
 ORDER BY f.id DESC
 LIMIT 1
 """
-FILE_TO_SERVE = _FILE_TO_SERVE.format(
-    project="$1", name="$2", version="$3", statuses="$4", file_name="$5"
-)
 _FILE_COLUMNS = ("id", "package_id", "file_name", "size", "file_md5", "file_sha1", "file_sha256",
                  "object_key", "created_at", "needs_download_mark")
 
@@ -143,14 +140,6 @@ FILE_FOR_CALLER_BY_ID = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_ID, 3)
 FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_PATH, 4)
 
 MARK_DOWNLOADED = "UPDATE packages SET last_downloaded_at = now() WHERE id = $1"
-
-
-async def file_to_serve(
-    conn: Conn, project_id: int, name: str, version: str, file_name: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        FILE_TO_SERVE, project_id, name, version, list(INSTALLABLE_STATUSES), file_name
-    )
 
 
 async def file_for_caller(
