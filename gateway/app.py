@@ -12,10 +12,13 @@ from gateway import keys
 from gateway.api import setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
+from gateway.db.identity.changes import CHANNEL
+from gateway.db.listen import Listener
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
+from gateway.identity.context import Services
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
@@ -40,6 +43,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
+    app.cleanup_ctx.append(_identity)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
@@ -95,6 +99,31 @@ async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:
     async with DeletionWorker(app[keys.db], app[keys.store]).running() as worker:
         app[keys.deletions] = worker
         yield
+
+
+async def _identity(app: web.Application) -> AsyncIterator[None]:
+    """The identity services, and the listener that keeps this process's token cache honest:
+    every gateway process drops its cached tokens when any of them changes identity, and
+    serves nothing from the cache while it cannot hear of changes (``TokenCache``)."""
+    settings = app[keys.settings]
+    authenticator = app[keys.authenticator]
+    app[keys.services] = Services(
+        db=app[keys.db],
+        max_token_lifetime_days=settings.max_token_lifetime_days,
+        allow_guest_pull=settings.allow_guest_pull,
+        forget_tokens=authenticator.forget_cached,
+        wake_deletions=app[keys.deletions].wake,
+    )
+    cache = authenticator.cache
+    if not cache.enabled:
+        yield
+        return
+    listener = Listener(settings.listen_url, CHANNEL, on_message=cache.invalidate,
+                        on_state=cache.set_live, timeout=settings.db_acquire_timeout)
+    async with listener.running():
+        yield
+
+
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
     settings = app[keys.settings]

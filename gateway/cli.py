@@ -50,7 +50,7 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
     import asyncpg
 
-    from gateway import accounts
+    from gateway.identity import seed
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
@@ -58,12 +58,12 @@ def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
     async def go() -> str:
         conn = await asyncpg.connect(settings.database_url, timeout=30)
         try:
-            return await accounts.bootstrap(conn)
+            return await seed.bootstrap(conn)
         finally:
             await conn.close()
 
     token = _run(go())
-    print(f"administrator: {accounts.ADMIN_USERNAME}", file=sys.stderr)
+    print(f"administrator: {seed.ADMIN_USERNAME}", file=sys.stderr)
     print(token)
     return 0
 

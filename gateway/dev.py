@@ -14,9 +14,9 @@ from pathlib import Path
 
 import asyncpg
 
-from gateway import accounts
 from gateway.config import Settings
 from gateway.db.migrate import migrate
+from gateway.identity import seed
 from gateway.localservices import LocalServiceError, PostgresCluster, RcloneS3Server
 from gateway.server import serve
 
@@ -42,14 +42,14 @@ async def _prepare(database_url: str) -> tuple[str, int]:
     await migrate(database_url)
     conn = await asyncpg.connect(database_url)
     try:
-        token = await accounts.bootstrap(conn, token_name="gateway dev")
-        admin = await accounts.ensure_admin(conn)
-        project = await accounts.ensure_project(
-            conn, DEMO_GROUP, DEMO_PROJECT, owner_id=admin["id"]
+        token = await seed.bootstrap(conn, token_name="gateway dev")
+        admin = await seed.ensure_admin(conn)
+        project = await seed.ensure_project(
+            conn, DEMO_GROUP, DEMO_PROJECT, owner_id=admin.id
         )
     finally:
         await conn.close()
-    return token, project["id"]
+    return token, project.id
 
 
 def _banner(base: str, token: str, project_id: int, sample: Path) -> str:

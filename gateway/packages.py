@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 import re2
 
-from gateway import auth
-from gateway.db import identity
+from gateway.auth import Principal
 from gateway.db import packages as q
+from gateway.db.identity import groups as group_queries
 from gateway.db.pool import Database
 from gateway.errors import (
     BadRequest,
@@ -34,7 +34,10 @@ from gateway.errors import (
     RecordNotFound,
     ServiceUnavailable,
 )
+from gateway.identity.policy import ProjectAccess, abilities
+from gateway.models import Project
 from gateway.naming import FileTarget
+from gateway.numbers import id_or_path
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
@@ -82,6 +85,8 @@ def _anchored(pattern: str) -> Any:
     # GitLab pastes the pattern between \A and \z without a group: a top-level "|" binds
     # loosely (``a|b`` is "starts with a" or "ends with b"). Kept on purpose.
     return re2.compile(r"\A" + pattern + r"\z", _RE2_OPTIONS)
+
+
 class UploadSwept(ServiceUnavailable):
     """The upload's heartbeat went stale and the sweeper removed it before the commit."""
 
@@ -240,22 +245,25 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
 
 
 async def file_for_caller(
-    db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
+    db: Database, who: Principal, project_ref: str, target: FileTarget, *,
     allow_guest_pull: bool,
-) -> tuple[auth.ProjectAccess | None, dict | None]:
+) -> tuple[ProjectAccess | None, dict | None]:
     """The project as ``who`` sees it and, if they may read its packages, the file to serve.
 
     One query finds both: a redirect is mostly database round trips (and the pool adds one
     more, its reset, per connection handed back).
     """
+    ref = id_or_path(project_ref)
+    if ref is None:
+        return None, None
     async with db.connection() as conn:
-        row, found = await q.file_for_caller(
-            conn, project_ref, who.user_id, target.package_name, target.package_version,
+        project, found = await q.file_for_caller(
+            conn, ref, who.user_id, target.package_name, target.package_version,
             target.file_name,
         )
-    if row is None:
+    if project is None:
         return None, None
-    access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
+    access = abilities(who, project, allow_guest_pull=allow_guest_pull)
     if not access.read_package:
         return access, None
     return access, found
@@ -296,10 +304,10 @@ async def list_packages(
 
 async def group_projects(
     db: Database, group_id: int, user_id: int | None, *, exclude_subgroups: bool
-) -> list[asyncpg.Record]:
+) -> list[Project]:
     """The projects of a group (and of its subgroups), with the caller's access level."""
     async with db.connection() as conn:
-        ids = [group_id] if exclude_subgroups else await identity.group_and_descendant_ids(
+        ids = [group_id] if exclude_subgroups else await group_queries.group_and_descendant_ids(
             conn, group_id
         )
         return await q.group_projects_for_caller(conn, ids, user_id)

@@ -6,7 +6,7 @@ import hashlib
 from datetime import date, datetime
 from typing import Any
 
-from gateway.db.packages import STATUS_NAME
+from gateway.enums import PACKAGE_FILE_STATUS_NAME, PACKAGE_STATUS_NAME
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -45,9 +45,7 @@ def package_file_record(row: Any) -> dict[str, Any]:
         "verification_checksum": None,
         "verification_state": 0,
         "verification_started_at": None,
-        "status": {0: "default", 1: "pending_destruction", 2: "processing", 3: "error"}[
-            row["status"]
-        ],
+        "status": PACKAGE_FILE_STATUS_NAME[row["status"]],
         "file_final_path": None,
         "project_id": row["project_id"],
         "new_file_path": None,
@@ -55,4 +53,4 @@ def package_file_record(row: Any) -> dict[str, Any]:
 
 
 def package_status(code: int) -> str:
-    return STATUS_NAME[code]
+    return PACKAGE_STATUS_NAME[code]

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.db import identity
+from gateway.db.identity import projects as identity_projects
+from gateway.enums import PACKAGE_STATUS as STATUS
+from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
+from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
+from gateway.models import Project
 
 Conn = asyncpg.Connection
 
-# GitLab's integer statuses.
-STATUS = {"default": 0, "hidden": 1, "processing": 2, "error": 3, "pending_destruction": 4,
-          "deprecated": 5}
-STATUS_NAME = {v: k for k, v in STATUS.items()}
+__all__ = ["PACKAGE_TYPES", "PACKAGE_TYPE_NAME", "STATUS", "STATUS_NAME"]
+
 INSTALLABLE_STATUSES = (0, 1, 5)
 GENERIC = 7
 
@@ -136,38 +138,34 @@ def _file_for_caller(project_query: str, first: int) -> str:
     )
 
 
-FILE_FOR_CALLER_BY_ID = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_ID, 3)
-FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_PATH, 4)
+FILE_FOR_CALLER_BY_ID = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_ID, 3)
+FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_PATH, 4)
 
 MARK_DOWNLOADED = "UPDATE packages SET last_downloaded_at = now() WHERE id = $1"
 
 
 async def file_for_caller(
-    conn: Conn, ref: str, user_id: int | None, name: str, version: str, file_name: str
-) -> tuple[asyncpg.Record | None, dict | None]:
-    """The project ``ref`` as identity.project_for_caller finds it, and the file to serve in
-    it (None when there is none), in one round trip."""
+    conn: Conn, ref: int | str, user_id: int | None, name: str, version: str, file_name: str
+) -> tuple[Project | None, dict | None]:
+    """The project ``ref`` (an id or a full path) as identity's ``for_caller`` finds it, and
+    the file to serve in it (None when there is none), in one round trip."""
     uid = user_id or 0
     statuses = list(INSTALLABLE_STATUSES)
-    if ref.lstrip("-").isdigit():
-        pid = int(ref)
-        if not -(2**63) <= pid < 2**63:
-            return None, None
+    if isinstance(ref, int):
         row = await conn.fetchrow(
-            FILE_FOR_CALLER_BY_ID, pid, uid, name, version, statuses, file_name
+            FILE_FOR_CALLER_BY_ID, ref, uid, name, version, statuses, file_name
         )
-    elif "/" in ref:
+    else:
         namespace, _, path = ref.rpartition("/")
         row = await conn.fetchrow(
             FILE_FOR_CALLER_BY_PATH, namespace, uid, path, name, version, statuses, file_name
         )
-    else:
-        return None, None
     if row is None:
         return None, None
+    project = Project.from_row(row)
     if row["file__id"] is None:
-        return row, None
-    return row, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
+        return project, None
+    return project, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
 
 
 async def mark_downloaded(conn: Conn, package_id: int) -> None:
@@ -204,11 +202,7 @@ async def delete_pending_upload(conn: Conn, key: str) -> None:
 
 # --- Packages API: lists ------------------------------------------------------------------
 
-# GitLab's package_type enum; lists leave terraform modules out unless asked for them.
-PACKAGE_TYPES = {"maven": 1, "npm": 2, "conan": 3, "nuget": 4, "pypi": 5, "composer": 6,
-                 "generic": 7, "golang": 8, "debian": 9, "rubygems": 10, "helm": 11,
-                 "terraform_module": 12, "rpm": 13, "ml_model": 14}
-PACKAGE_TYPE_NAME = {v: k for k, v in PACKAGE_TYPES.items()}
+# Lists leave terraform modules out unless asked for them.
 TERRAFORM_MODULE = 12
 # Shown in lists without a status filter, and found by id (GitLab's `displayable`).
 DISPLAYABLE_STATUSES = (0, 3, 5)
@@ -269,7 +263,7 @@ async def list_packages(
 
 
 # Every project in these namespaces with what auth needs to judge the caller's access (the
-# columns of identity.project_for_caller): namespace ancestry and the effective access level.
+# columns of identity's projects.for_caller): namespace ancestry and the effective access level.
 GROUP_PROJECTS_FOR_CALLER = """
 WITH RECURSIVE chain AS (
     SELECT pr.id AS project_id, n.id AS ns_id, n.parent_id
@@ -298,8 +292,9 @@ WHERE pr.namespace_id = ANY($1::bigint[])
 
 async def group_projects_for_caller(
     conn: Conn, namespace_ids: list[int], user_id: int | None
-) -> list[asyncpg.Record]:
-    return await conn.fetch(GROUP_PROJECTS_FOR_CALLER, namespace_ids, user_id or 0)
+) -> list[Project]:
+    rows = await conn.fetch(GROUP_PROJECTS_FOR_CALLER, namespace_ids, user_id or 0)
+    return [Project.from_row(r) for r in rows]
 
 
 # --- Packages API: one package, its files ---------------------------------------------------

@@ -1,0 +1,19 @@
+"""Telling every gateway process that identity changed (PostgreSQL ``NOTIFY``).
+
+Services call ``announce`` inside the transaction that changes a token, a user, a role or a
+membership: PostgreSQL delivers the notification at commit, and not at all on rollback, to
+every connection that listens on ``CHANNEL`` (``gateway.db.listen``).
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+CHANNEL = "packgate_identity"
+
+NOTIFY = "SELECT pg_notify($1, $2)"
+
+
+async def announce(conn: asyncpg.Connection, what: str) -> None:
+    """``what`` says what changed (for logs only; listeners drop every cached token)."""
+    await conn.execute(NOTIFY, CHANNEL, what[:200])
