@@ -246,8 +246,8 @@ def gateway_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
         GATEWAY_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
         GATEWAY_PORT=str(port),
         GATEWAY_TOKEN_CACHE_SECONDS="0",
-        **extra,
     )
+    env.update(extra)  # the test's own settings win
     return env
 
 
