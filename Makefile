@@ -18,6 +18,7 @@ dev: $(BIN)/python
 test: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/ruff check gateway tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # The multi-GiB cases as well.
