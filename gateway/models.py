@@ -244,3 +244,45 @@ class JobCredential(_FromRow):
     state: str
     external: bool
     bot: bool
+
+
+# --- packages -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Package(_FromRow):
+    id: int
+    project_id: int
+    name: str
+    version: str
+    package_type: int = 7
+    status: int = 0
+    creator_id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    last_downloaded_at: dt.datetime | None = None
+    project_full_path: str | None = None  # lists over several projects carry it
+
+
+@dataclass(frozen=True, slots=True)
+class PackageFile(_FromRow):
+    id: int
+    package_id: int
+    project_id: int
+    file_name: str
+    size: int
+    file_md5: str
+    file_sha1: str
+    file_sha256: str
+    object_key: str
+    status: int = 0
+    file_store: int = 2
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PackageVersion(_FromRow):
+    id: int
+    version: str
+    created_at: dt.datetime | None = None

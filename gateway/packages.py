@@ -35,7 +35,7 @@ from gateway.errors import (
     ServiceUnavailable,
 )
 from gateway.identity.policy import ProjectAccess, abilities
-from gateway.models import Project
+from gateway.models import Package, PackageFile, PackageVersion, Project
 from gateway.naming import FileTarget
 from gateway.numbers import id_or_path
 from gateway.storage import ObjectStore
@@ -135,10 +135,10 @@ async def _duplicate_refused(conn: asyncpg.Connection, project_id: int, package_
                              target: FileTarget) -> bool:
     if not await q.live_file_exists(conn, package_id, target.file_name):
         return False
-    policy = await q.duplicate_policy(conn, project_id)
+    allowed, exception_regex = await q.duplicate_policy(conn, project_id)
     return not duplicates_allowed(
-        policy["generic_duplicates_allowed"],
-        policy["generic_duplicate_exception_regex"],
+        allowed,
+        exception_regex,
         target.package_name,
         target.package_version,
     )
@@ -150,7 +150,7 @@ async def check_duplicate(db: Database, project_id: int, target: FileTarget) -> 
         pkg = await q.find_live_package(
             conn, project_id, target.package_name, target.package_version
         )
-        if pkg is not None and await _duplicate_refused(conn, project_id, pkg["id"], target):
+        if pkg is not None and await _duplicate_refused(conn, project_id, pkg.id, target):
             raise DuplicateNotAllowed()
 
 
@@ -163,7 +163,7 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
-) -> asyncpg.Record:
+) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
     One transaction: the advisory lock on (project, name, version), find or create the
@@ -203,7 +203,7 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
-) -> asyncpg.Record:
+) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
@@ -217,15 +217,15 @@ async def _insert_file(
             wanted if wanted is not None else q.STATUS["default"], creator_id,
         )
     else:
-        if await _duplicate_refused(conn, project_id, pkg["id"], target):
+        if await _duplicate_refused(conn, project_id, pkg.id, target):
             raise DuplicateNotAllowed()
-        if wanted is not None and wanted != pkg["status"]:
-            await q.set_package_status(conn, pkg["id"], wanted)
+        if wanted is not None and wanted != pkg.status:
+            await q.set_package_status(conn, pkg.id, wanted)
         else:
-            await q.touch_package(conn, pkg["id"])
+            await q.touch_package(conn, pkg.id)
     d = stored.digests
     return await q.insert_package_file(
-        conn, pkg["id"], project_id, target.file_name, stored.size,
+        conn, pkg.id, project_id, target.file_name, stored.size,
         d.md5, d.sha1, d.sha256, stored.key,
     )
 
@@ -291,7 +291,7 @@ class PackageQuery:
 
 async def list_packages(
     db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, offset: int
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[Package]]:
     """One page of the packages of these projects, and how many match in all."""
     statuses = (query.status,) if query.status is not None else q.DISPLAYABLE_STATUSES
     async with db.connection() as conn:
@@ -313,21 +313,21 @@ async def group_projects(
         return await q.group_projects_for_caller(conn, ids, user_id)
 
 
-async def displayable_package(db: Database, project_id: int, package_id: int) -> asyncpg.Record:
+async def displayable_package(db: Database, project_id: int, package_id: int) -> Package:
     """The package as the Packages API finds it by id (hidden ones are not found)."""
     async with db.connection() as conn:
         pkg = await q.find_package(conn, project_id, package_id)
-    if pkg is None or pkg["status"] not in q.DISPLAYABLE_STATUSES:
+    if pkg is None or pkg.status not in q.DISPLAYABLE_STATUSES:
         raise RecordNotFound()
     return pkg
 
 
 async def package_details(
     db: Database, project_id: int, package_id: int
-) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+) -> tuple[Package, list[PackageVersion]]:
     """A package for a single GET, and its other versions; GitLab's two 404s otherwise."""
     pkg = await displayable_package(db, project_id, package_id)
-    if pkg["status"] not in q.DETAILED_STATUSES:
+    if pkg.status not in q.DETAILED_STATUSES:
         raise PackageNotFound()
     async with db.connection() as conn:
         return pkg, await q.other_versions(conn, pkg)
@@ -336,7 +336,7 @@ async def package_details(
 async def list_package_files(
     db: Database, project_id: int, package_id: int, *, order_by: str, sort: str,
     limit: int, offset: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[PackageFile]]:
     await displayable_package(db, project_id, package_id)
     async with db.connection() as conn:
         return await q.list_package_files(
@@ -344,10 +344,10 @@ async def list_package_files(
         )
 
 
-async def _delete_whole_package(conn: asyncpg.Connection, pkg: asyncpg.Record) -> bool:
+async def _delete_whole_package(conn: asyncpg.Connection, pkg: Package) -> bool:
     # The upload commit's lock: a file is never added to a package that is being deleted.
-    await q.lock_package_version(conn, pkg["project_id"], pkg["name"], pkg["version"])
-    return await q.delete_package(conn, pkg["id"])
+    await q.lock_package_version(conn, pkg.project_id, pkg.name, pkg.version)
+    return await q.delete_package(conn, pkg.id)
 
 
 async def delete_package(db: Database, project_id: int, package_id: int) -> None:
@@ -376,8 +376,8 @@ async def delete_file_by_path(db: Database, project_id: int, target: FileTarget)
         )
         if pkg is None:
             raise RecordNotFound()
-        await q.lock_package_version(conn, project_id, pkg["name"], pkg["version"])
-        if not await q.delete_files_named(conn, pkg["id"], target.file_name):
+        await q.lock_package_version(conn, project_id, pkg.name, pkg.version)
+        if not await q.delete_files_named(conn, pkg.id, target.file_name):
             raise RecordNotFound()
 
 
@@ -399,7 +399,7 @@ async def package_settings(db: Database, group_id: int) -> dict[str, Any]:
         row = await q.package_settings(conn, group_id)
     if row is None:
         raise NotFound("Group")
-    return dict(row)
+    return row
 
 
 async def update_package_settings(
@@ -412,4 +412,4 @@ async def update_package_settings(
         row = await q.update_package_settings(conn, group_id, allowed, exception_regex)
     if row is None:
         raise NotFound("Group")
-    return dict(row)
+    return row

@@ -100,27 +100,27 @@ def _package(
     in_group: bool = False,
 ) -> dict[str, Any]:
     """``API::Entities::Package`` (without ``versions``)."""
-    status = package_status(row["status"])
+    status = package_status(row.status)
     links: dict[str, str] = {}
     if status in _WEB_PATH_STATUSES:
-        links["web_path"] = f"/{project_path}/-/packages/{row['id']}"
+        links["web_path"] = f"/{project_path}/-/packages/{row.id}"
     if can_destroy:
         links["delete_api_path"] = (
-            f"{pagination.external_base(request)}/api/v4/projects/{row['project_id']}"
-            f"/packages/{row['id']}"
+            f"{pagination.external_base(request)}/api/v4/projects/{row.project_id}"
+            f"/packages/{row.id}"
         )
     out: dict[str, Any] = {
-        "id": row["id"],
-        "name": row["name"],
-        "version": row["version"],
-        "package_type": PACKAGE_TYPE_NAME.get(row["package_type"], "generic"),
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "package_type": PACKAGE_TYPE_NAME.get(row.package_type, "generic"),
         "status": status,
         "_links": links,
-        "created_at": iso(row["created_at"]),
-        "last_downloaded_at": iso(row["last_downloaded_at"]),
+        "created_at": iso(row.created_at),
+        "last_downloaded_at": iso(row.last_downloaded_at),
     }
     if in_group:
-        out["project_id"] = row["project_id"]
+        out["project_id"] = row.project_id
         out["project_path"] = project_path
     out["tags"] = []
     return out
@@ -129,14 +129,14 @@ def _package(
 def _package_file(row: Any) -> dict[str, Any]:
     """``API::Entities::PackageFile``."""
     return {
-        "id": row["id"],
-        "package_id": row["package_id"],
-        "created_at": iso(row["created_at"]),
-        "file_name": row["file_name"],
-        "size": row["size"],
-        "file_md5": row["file_md5"],
-        "file_sha1": row["file_sha1"],
-        "file_sha256": row["file_sha256"],
+        "id": row.id,
+        "package_id": row.package_id,
+        "created_at": iso(row.created_at),
+        "file_name": row.file_name,
+        "size": row.size,
+        "file_md5": row.file_md5,
+        "file_sha1": row.file_sha1,
+        "file_sha256": row.file_sha256,
     }
 
 
@@ -183,8 +183,8 @@ async def list_group_packages(request: web.Request) -> web.Response:
     )
     items = [
         _package(
-            request, r, project_path=r["project_full_path"],
-            can_destroy=readable[r["project_id"]].destroy_package, in_group=True,
+            request, r, project_path=r.project_full_path,
+            can_destroy=readable[r.project_id].destroy_package, in_group=True,
         )
         for r in rows
     ]
@@ -201,7 +201,7 @@ async def get_package(request: web.Request) -> web.Response:
     body = _package(request, row, project_path=access.project.path_with_namespace,
                     can_destroy=access.destroy_package)
     body["versions"] = [
-        {"id": v["id"], "version": v["version"], "created_at": iso(v["created_at"]), "tags": []}
+        {"id": v.id, "version": v.version, "created_at": iso(v.created_at), "tags": []}
         for v in versions
     ]
     return json_response(body)

@@ -8,7 +8,7 @@ from gateway.db.identity import projects as identity_projects
 from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
 from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
-from gateway.models import Project
+from gateway.models import Package, PackageFile, PackageVersion, Project
 
 Conn = asyncpg.Connection
 
@@ -64,14 +64,16 @@ async def lock_package_version(conn: Conn, project_id: int, name: str, version: 
 
 async def find_live_package(
     conn: Conn, project_id: int, name: str, version: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(FIND_LIVE_PACKAGE, project_id, name, version)
+) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(FIND_LIVE_PACKAGE, project_id, name,
+                                                     version))
 
 
 async def insert_package(
     conn: Conn, project_id: int, name: str, version: str, status: int, creator_id: int | None
-) -> asyncpg.Record:
-    return await conn.fetchrow(INSERT_PACKAGE, project_id, name, version, status, creator_id)
+) -> Package:
+    return Package.from_row(
+        await conn.fetchrow(INSERT_PACKAGE, project_id, name, version, status, creator_id))
 
 
 async def set_package_status(conn: Conn, package_id: int, status: int) -> None:
@@ -89,14 +91,16 @@ async def live_file_exists(conn: Conn, package_id: int, file_name: str) -> bool:
 async def insert_package_file(
     conn: Conn, package_id: int, project_id: int, file_name: str, size: int,
     md5: str, sha1: str, sha256: str, object_key: str,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> PackageFile:
+    return PackageFile.from_row(await conn.fetchrow(
         INSERT_PACKAGE_FILE, package_id, project_id, file_name, size, md5, sha1, sha256, object_key
-    )
+    ))
 
 
-async def duplicate_policy(conn: Conn, project_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(DUPLICATE_POLICY, project_id)
+async def duplicate_policy(conn: Conn, project_id: int) -> tuple[bool, str]:
+    """(generic_duplicates_allowed, generic_duplicate_exception_regex) of the namespace."""
+    row = await conn.fetchrow(DUPLICATE_POLICY, project_id)
+    return row["generic_duplicates_allowed"], row["generic_duplicate_exception_regex"]
 
 
 # --- download -----------------------------------------------------------------------------
@@ -250,7 +254,7 @@ async def list_packages(
     conn: Conn, project_ids: list[int], *, package_type: int | None, name: str | None,
     statuses: tuple[int, ...], version: str | None, order_by: str, sort: str,
     limit: int, offset: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[Package]]:
     """One page of the packages of these projects, and the number of all that match."""
     if order_by not in _ORDER_COLUMNS or sort not in ("asc", "desc"):
         raise ValueError(f"unknown order {order_by} {sort}")
@@ -259,7 +263,7 @@ async def list_packages(
     total = await conn.fetchval(COUNT_PACKAGES, *args)
     query = _LIST_PACKAGES.format(column=_ORDER_COLUMNS[order_by], direction=sort.upper())
     rows = await conn.fetch(query, *args, limit, offset)
-    return total, rows
+    return total, [Package.from_row(r) for r in rows]
 
 
 # Every project in these namespaces with what auth needs to judge the caller's access (the
@@ -320,27 +324,29 @@ LIMIT $2 OFFSET $3
 """
 
 
-async def find_package(conn: Conn, project_id: int, package_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(FIND_PACKAGE, package_id, project_id)
+async def find_package(conn: Conn, project_id: int, package_id: int) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(FIND_PACKAGE, package_id, project_id))
 
 
-async def other_versions(conn: Conn, pkg: asyncpg.Record) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        OTHER_VERSIONS, pkg["project_id"], pkg["name"], pkg["package_type"], pkg["version"],
+async def other_versions(conn: Conn, pkg: Package) -> list[PackageVersion]:
+    rows = await conn.fetch(
+        OTHER_VERSIONS, pkg.project_id, pkg.name, pkg.package_type, pkg.version,
         list(DISPLAYABLE_STATUSES),
     )
+    return [PackageVersion.from_row(r) for r in rows]
 
 
 async def list_package_files(
     conn: Conn, package_id: int, *, order_by: str, sort: str, limit: int, offset: int
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[PackageFile]]:
     if order_by not in _FILE_ORDER_COLUMNS or sort not in ("asc", "desc"):
         raise ValueError(f"unknown order {order_by} {sort}")
     total = await conn.fetchval(COUNT_PACKAGE_FILES, package_id)
     query = _LIST_PACKAGE_FILES.format(
         column=_FILE_ORDER_COLUMNS[order_by], direction=sort.upper()
     )
-    return total, await conn.fetch(query, package_id, limit, offset)
+    return total, [PackageFile.from_row(r) for r in await conn.fetch(query, package_id, limit,
+                                                                      offset)]
 
 
 # --- deletion -------------------------------------------------------------------------------
@@ -377,10 +383,10 @@ async def delete_files_named(conn: Conn, package_id: int, file_name: str) -> int
 
 async def find_installable_package(
     conn: Conn, project_id: int, name: str, version: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(
         FIND_INSTALLABLE_PACKAGE, project_id, name, version, list(INSTALLABLE_STATUSES)
-    )
+    ))
 
 
 # --- the object deletion queue ---------------------------------------------------------------
@@ -439,14 +445,16 @@ RETURNING generic_duplicates_allowed, generic_duplicate_exception_regex
 """
 
 
-async def package_settings(conn: Conn, namespace_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(PACKAGE_SETTINGS, namespace_id)
+async def package_settings(conn: Conn, namespace_id: int) -> dict[str, object] | None:
+    row = await conn.fetchrow(PACKAGE_SETTINGS, namespace_id)
+    return None if row is None else dict(row)
 
 
 async def update_package_settings(
     conn: Conn, namespace_id: int, allowed: bool | None, exception_regex: str | None
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
+) -> dict[str, object] | None:
+    row = await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
+    return None if row is None else dict(row)
 # --- sweeping stale pending uploads -------------------------------------------------------
 
 # One sweeper at a time across all instances (session lock, released when the sweep ends or
