@@ -10,6 +10,7 @@ from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
+from gateway.loopwatch import LoopWatch
 from gateway.storage import ObjectStore
 from gateway.uploads import BufferPool, UploadContext
 
@@ -22,3 +23,4 @@ buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
 deletions = web.AppKey("deletions", DeletionWorker)
 services = web.AppKey("services", Services)
+loop_watch = web.AppKey("loop_watch", LoopWatch)
