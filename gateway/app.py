@@ -12,7 +12,7 @@ from gateway import keys
 from gateway.api import setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
-from gateway.db.identity.changes import CHANNEL
+from gateway.db.identity import changes
 from gateway.db.listen import Listener
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
@@ -132,8 +132,13 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
     if not cache.enabled:
         yield
         return
-    listener = Listener(settings.listen_url, CHANNEL, on_message=cache.invalidate,
-                        on_state=cache.set_live, timeout=settings.db_acquire_timeout)
+    db = app[keys.db]
+
+    async def send(channel: str, payload: str) -> None:
+        await changes.send(db, channel, payload)
+
+    listener = Listener(settings.listen_url, changes.CHANNEL, on_message=cache.invalidate,
+                        on_state=cache.set_live, send=send, timeout=settings.db_acquire_timeout)
     async with listener.running():
         yield
 

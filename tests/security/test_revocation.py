@@ -253,3 +253,67 @@ def test_nothing_is_cached_while_not_listening() -> None:
     cache = TokenCache(60)
     cache.put("pat", b"digest", object(), cache.generation)
     assert cache.get("pat", b"digest") is None
+
+
+@pytest.fixture
+def transaction_pooler(database_url: str) -> Iterator[str]:
+    """PgBouncer in transaction mode in front of the test database: the listen URL an operator
+    might wrongly share with the pool. Its LISTEN is accepted and then never heard from."""
+    import os
+    import pwd
+    import shutil
+    import subprocess
+    import tempfile
+    from urllib.parse import urlsplit
+
+    from gateway.localservices import PG_SYSTEM_USER, wait_for_port
+
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    target = urlsplit(database_url)
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="pgbouncer-")
+    os.chmod(folder, 0o755)
+    ini = os.path.join(folder, "pgbouncer.ini")
+    with open(ini, "w") as f:
+        f.write("[databases]\n"
+                f"* = host={target.hostname} port={target.port} user={target.username}\n"
+                "[pgbouncer]\n"
+                f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+                "auth_type = any\npool_mode = transaction\n")
+    os.chmod(ini, 0o644)
+    owner = {}
+    if os.geteuid() == 0:  # PgBouncer, like PostgreSQL, will not run as root
+        pw = pwd.getpwnam(PG_SYSTEM_USER)
+        owner = {"user": pw.pw_uid, "group": pw.pw_gid}
+    proc = subprocess.Popen([binary, ini], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, cwd="/", **owner)
+    try:
+        wait_for_port("127.0.0.1", port, 15)
+        yield f"postgresql://{target.username}@127.0.0.1:{port}{target.path}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_a_listen_url_through_a_transaction_pooler_is_not_trusted(
+    settings, tmp_path, world: World, transaction_pooler: str
+) -> None:
+    """A LISTEN through PgBouncer in transaction mode never hears a NOTIFY: the listener's own
+    probe notices, so the gateway keeps looking tokens up rather than trusting a cache that
+    nobody would ever invalidate."""
+    gw = start_gateway(settings, tmp_path, GATEWAY_DATABASE_LISTEN_URL=transaction_pooler,
+                       **CACHE)
+    other = start_gateway(settings, tmp_path, **CACHE)
+    try:
+        token = world.tokens["developer"]
+        token_id = await world.conn.fetchval("SELECT max(id) FROM personal_access_tokens "
+                                             "WHERE user_id = 4")
+        assert (await call("GET", f"{gw.url}/api/v4/user", headers=h(token)))[0] == 200
+        status, _ = await call("DELETE", f"{other.url}/api/v4/personal_access_tokens/{token_id}",
+                               headers=h(world.admin_token))
+        assert status == 204
+        assert await call("GET", f"{gw.url}/api/v4/user", headers=h(token)) == (401, REVOKED)
+    finally:
+        gw.stop()
+        other.stop()

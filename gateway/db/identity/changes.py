@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway.db.pool import Database
+
 CHANNEL = "packgate_identity"
 
 NOTIFY = "SELECT pg_notify($1, $2)"
@@ -17,3 +19,9 @@ NOTIFY = "SELECT pg_notify($1, $2)"
 async def announce(conn: asyncpg.Connection, what: str) -> None:
     """``what`` says what changed (for logs only; listeners drop every cached token)."""
     await conn.execute(NOTIFY, CHANNEL, what[:200])
+
+
+async def send(db: Database, channel: str, payload: str) -> None:
+    """A NOTIFY through the pool, as every change is sent (the listener's probe)."""
+    async with db.connection() as conn:
+        await conn.execute(NOTIFY, channel, payload)
