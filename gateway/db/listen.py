@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 
-
 log = logging.getLogger("gateway.db.listen")
 
 
