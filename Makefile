@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: dev test test-large lint bench clean
+.PHONY: dev test test-large lint bench clean os-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,13 @@ dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/gateway dev
 
+# OS packages the tests run for real (PgBouncer: a LISTEN through transaction pooling).
+os-packages:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+
 # Installs the test dependencies and runs the whole suite (what CI runs).
-test: $(BIN)/python
+test: $(BIN)/python os-packages
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/ruff check gateway tests benchmarks
 	$(BIN)/lint-imports
