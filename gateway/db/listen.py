@@ -44,12 +44,13 @@ class Listener:
         self._probe_channel = f"{channel}_probe_{secrets.token_hex(6)}"
         self._probes: dict[str, asyncio.Future[None]] = {}
         self.connected = False
+        self._stopping = False
 
     def _set(self, connected: bool) -> None:
         if connected != self.connected:
             self.connected = connected
-            log.log(logging.INFO if connected else logging.WARNING,
-                    "listening on %s" if connected else "stopped listening on %s",
+            level = logging.INFO if connected or self._stopping else logging.WARNING
+            log.log(level, "listening on %s" if connected else "stopped listening on %s",
                     self._channel)
         self._on_state(connected)
 
@@ -120,6 +121,7 @@ class Listener:
         try:
             yield self
         finally:
+            self._stopping = True
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
