@@ -20,9 +20,8 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from gateway import accounts
-from gateway.db import identity
 from gateway.db.migrate import migrate
+from gateway.identity import seed
 from gateway.localservices import (
     MotoServer,
     PostgresCluster,
@@ -182,12 +181,12 @@ def start_database(work: Path) -> Database:
         await migrate(url)
         conn = await asyncpg.connect(url)
         try:
-            token = await accounts.bootstrap(conn, "bench")
-            admin = await identity.find_user_by_username(conn, accounts.ADMIN_USERNAME)
-            project = await accounts.ensure_project(
-                conn, "bench", "files", owner_id=admin["id"], visibility="private"
+            token = await seed.bootstrap(conn, "bench")
+            admin = await seed.ensure_admin(conn)
+            project = await seed.ensure_project(
+                conn, "bench", "files", owner_id=admin.id, visibility="private"
             )
-            return token, project["id"]
+            return token, project.id
         finally:
             await conn.close()
 
