@@ -1,6 +1,6 @@
 """The object deletion queue: removes from the bucket the objects whose rows are gone.
 
-Rows are deleted and their objects queued in one transaction (schema.sql's trigger on
+Rows are deleted and their objects queued in one transaction (the schema's trigger on
 ``package_files``), so a committed delete always leaves a queue entry and a rolled-back one
 leaves none. Every gateway runs one worker: it claims due entries with ``FOR UPDATE SKIP
 LOCKED`` (instances never wait for each other nor delete the same entry twice), deletes each
