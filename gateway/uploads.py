@@ -38,6 +38,7 @@ _PARTS_PER_STEP = 1_000
 # 10 doubling steps hold 1,023 x 1,000 first parts: below 5.2 MiB they fall short of 5 TiB, so
 # an unknown length never starts below this (6 MiB: 6 TiB in all).
 _UNKNOWN_MIN_BASE = -(-MAX_OBJECT_SIZE // (1_023 * _PARTS_PER_STEP * MiB)) * MiB
+_CLEANUP_TIMEOUT = 10.0
 
 
 def part_size_for(part_number: int, size: int | None, base: int) -> int:
@@ -134,10 +135,14 @@ class UploadLimits:
     part_size: int
     parts_in_flight: int
     body_read_timeout: float
+    # Cleaning up after a failure waits at most this long (S3 may be the failure); what is
+    # left then is the sweeper's, so the client's error is not held up.
+    cleanup_timeout: float = _CLEANUP_TIMEOUT
 
     @classmethod
     def from_settings(cls, s: Settings) -> UploadLimits:
-        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout)
+        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout,
+                   min(_CLEANUP_TIMEOUT, s.s3_request_deadline))
 
 
 class _Reader:
@@ -281,7 +286,9 @@ async def stream_to_store(
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
-            await asyncio.shield(_clean_up(store, key, sink, reached_store, on_cleaned))
+            await asyncio.shield(
+                _clean_up(store, key, sink, reached_store, on_cleaned, limits.cleanup_timeout)
+            )
         for buf in held.values():
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
@@ -294,19 +301,22 @@ async def _clean_up(
     sink: PartSink | None,
     reached_store: bool,
     on_cleaned: Callable[[], Awaitable[None]] | None,
+    timeout: float,
 ) -> None:
     try:
-        if sink is not None:
-            await sink.abort()
-        elif reached_store:
-            # A PutObject or CreateMultipartUpload may have reached S3 even though its answer
-            # did not reach us (a timeout): remove what it may have made.
-            await store.delete(key)
-            for upload in await store.list_open_uploads(prefix=key):
-                if upload.key == key:
-                    await store.abort_upload(key, upload.upload_id)
+        async with asyncio.timeout(timeout):
+            if sink is not None:
+                await sink.abort()
+            elif reached_store:
+                # A PutObject or CreateMultipartUpload may have reached S3 even though its
+                # answer did not reach us (a timeout): remove what it may have made.
+                await store.delete(key)
+                for upload in await store.list_open_uploads(prefix=key):
+                    if upload.key == key:
+                        await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
-        log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
+        log.warning("could not clean up %s now, the sweeper will: %s", key,
+                    exc or type(exc).__name__)
         return
     if on_cleaned is not None:
         try:
