@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import keys, requestids
 from gateway.api import setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -27,7 +27,7 @@ MAX_HEADER_SIZE = 16 * 1024
 
 def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
-    app = web.Application(middlewares=[error_middleware], handler_args={
+    app = web.Application(middlewares=[requestids.middleware(), error_middleware], handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
         # After an answer to an unread body (refused upload, timeout), aiohttp reads and
@@ -36,6 +36,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
+    app.on_response_prepare.append(requestids.on_response_prepare)
     app.cleanup_ctx.append(_database)  # closed last
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
