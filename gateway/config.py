@@ -116,6 +116,9 @@ class Settings:
     workers: int = 1
     log_level: str = "INFO"
     allow_guest_pull: bool = False
+    # Prometheus metrics at /metrics; with a token, a scrape must send it as a Bearer token.
+    metrics: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")  # noqa: E501
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -154,6 +157,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
     "GATEWAY_INSTANCE_ID": ("instance_id", str),
+    "GATEWAY_METRICS": ("metrics", parse_bool),
+    "GATEWAY_METRICS_TOKEN": ("metrics_token", str),
 }
 
 ENV_VARIABLES = tuple(_ENV)
@@ -203,6 +208,8 @@ def validate(s: Settings) -> None:
         raise bad("stale_upload_seconds", "must be at least 1")
     if s.s3_request_deadline <= 0:
         raise bad("s3_request_deadline", "must be more than 0 seconds")
+    if s.metrics_token is not None and len(s.metrics_token) < 16:
+        raise bad("metrics_token", "must be at least 16 characters (a random secret)")
     if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):
         raise bad("db_pool_max", "must be at least 1 and at least GATEWAY_DB_POOL_MIN")
 

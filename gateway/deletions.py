@@ -49,6 +49,9 @@ class DeletionWorker:
         self.delete_timeout = delete_timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        # Objects deleted, and attempts that failed and were postponed (metrics).
+        self.deleted = 0
+        self.failed = 0
 
     def wake(self) -> None:
         """Drain now rather than at the next poll (called after a delete commits)."""
@@ -70,7 +73,9 @@ class DeletionWorker:
             for entry, error in zip(entries, results, strict=True):
                 if error is None:
                     await q.finish_object_deletion(conn, entry["id"])
+                    self.deleted += 1
                 else:
+                    self.failed += 1
                     attempts = entry["attempts"] + 1
                     delay = self.backoff(attempts)
                     log.warning("deleting object %s failed (attempt %d), retry in %.0fs: %s",

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.config import GiB, MiB, Settings, TiB
@@ -83,13 +83,22 @@ class BufferPool:
         self.budget = budget
         self.used = 0
         self.peak = 0
+        # Acquisitions that had to wait for room, and the seconds spent waiting (metrics).
+        self.waits = 0
+        self.wait_seconds = 0.0
         self._free: dict[int, list[bytearray]] = {}
         self._free_bytes = 0
         self._cond = asyncio.Condition()
 
     async def acquire(self, size: int) -> bytearray:
         async with self._cond:
-            await self._cond.wait_for(lambda: self.used == 0 or self.used + size <= self.budget)
+            if not (self.used == 0 or self.used + size <= self.budget):
+                self.waits += 1
+                since = time.monotonic()
+                await self._cond.wait_for(
+                    lambda: self.used == 0 or self.used + size <= self.budget
+                )
+                self.wait_seconds += time.monotonic() - since
             self.used += size
             self.peak = max(self.peak, self.used)
             free = self._free.get(size)
@@ -116,6 +125,14 @@ class BufferPool:
                 self._free.setdefault(len(buf), []).append(buf)
                 self._free_bytes += len(buf)
             self._cond.notify_all()
+
+
+@dataclass(slots=True)
+class UploadStats:
+    """What one process's uploads are doing now, as plain counts the metrics read."""
+
+    in_progress: int = 0
+    parts_in_flight: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +219,7 @@ async def stream_to_store(
     pools: HashPools,
     on_multipart: Callable[[str], Awaitable[None]] | None = None,
     on_cleaned: Callable[[], Awaitable[None]] | None = None,
+    stats: UploadStats | None = None,
 ) -> StoredObject:
     """Stream ``body`` into ``key``; the object exists only if this returns.
 
@@ -221,13 +239,18 @@ async def stream_to_store(
     ok = False
     reached_store = False  # a request that may have created something was sent
     started = time.monotonic()
+    counts = stats or UploadStats()
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
     ) -> None:
         assert sink is not None
-        crc = await pools.crc32(view)
-        await sink.write_part(part, view, crc)
+        counts.parts_in_flight += 1
+        try:
+            crc = await pools.crc32(view)
+            await sink.write_part(part, view, crc)
+        finally:
+            counts.parts_in_flight -= 1
         await hashed
         del held[id(buf)]
         await buffers.release(buf)
@@ -369,6 +392,7 @@ class UploadContext:
     limits: UploadLimits
     instance: str
     heartbeat_interval: float
+    stats: UploadStats = field(default_factory=UploadStats)
 
 
 async def receive(
@@ -394,18 +418,23 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    async with Heartbeat(beat, ctx.heartbeat_interval):
-        stored = await stream_to_store(
-            body,
-            ctx.store,
-            key,
-            size=size,
-            limits=ctx.limits,
-            buffers=ctx.buffers,
-            pools=ctx.pools,
-            on_multipart=record_upload_id,
-            on_cleaned=drop_pending,
-        )
+    ctx.stats.in_progress += 1
+    try:
+        async with Heartbeat(beat, ctx.heartbeat_interval):
+            stored = await stream_to_store(
+                body,
+                ctx.store,
+                key,
+                size=size,
+                limits=ctx.limits,
+                buffers=ctx.buffers,
+                pools=ctx.pools,
+                on_multipart=record_upload_id,
+                on_cleaned=drop_pending,
+                stats=ctx.stats,
+            )
+    finally:
+        ctx.stats.in_progress -= 1
     log.info(
         "upload stored",
         extra={
