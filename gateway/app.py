@@ -17,6 +17,7 @@ from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
+from gateway.loopwatch import HealthListener, LoopWatch
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
@@ -47,7 +48,8 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     if metrics is not None:
         app[keys.metrics] = metrics
     app.on_response_prepare.append(requestids.on_response_prepare)
-    app.cleanup_ctx.append(_database)  # closed last
+    app.cleanup_ctx.append(_loop_watch)  # stopped last
+    app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
@@ -55,6 +57,18 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
+
+
+async def _loop_watch(app: web.Application) -> AsyncIterator[None]:
+    """The event loop watched from a thread, and health answered from one if asked."""
+    settings = app[keys.settings]
+    async with LoopWatch(settings.loop_stall_seconds) as watch:
+        app[keys.loop_watch] = watch
+        if settings.health_port is None:
+            yield
+            return
+        with HealthListener(watch, settings.host, settings.health_port):
+            yield
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -113,7 +127,8 @@ async def _observed(app: web.Application) -> AsyncIterator[None]:
                                     schema_needed=latest_version())
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.watch(db=app[keys.db], store=app[keys.store], buffers=app[keys.buffers],
-                      uploads=app[keys.uploads].stats, deletions=app[keys.deletions])
+                      uploads=app[keys.uploads].stats, deletions=app[keys.deletions],
+                      loop=app[keys.loop_watch])
     yield
 
 

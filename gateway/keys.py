@@ -9,6 +9,7 @@ from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
+from gateway.loopwatch import LoopWatch
 from gateway.metrics import Metrics, WorkerPeers
 from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
@@ -26,3 +27,4 @@ metrics = web.AppKey("metrics", Metrics)  # absent with GATEWAY_METRICS=false
 # Set by `gateway serve --workers N`: where the other workers answer their metrics.
 worker_peers = web.AppKey("worker_peers", WorkerPeers)
 readiness = web.AppKey("readiness", Readiness)
+loop_watch = web.AppKey("loop_watch", LoopWatch)

@@ -54,7 +54,8 @@ _UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1
                    21600)
 _SIZE_BUCKETS = tuple(float(2**n) for n in (10, 16, 20, 23, 26, 30, 33, 36, 40, 42))
 # Gauges whose instance-wide figure is the worst worker's, not the sum.
-_MAX_GAUGES = frozenset({"packgate_event_loop_lag_seconds"})
+_MAX_GAUGES = frozenset({"packgate_event_loop_lag_seconds",
+                         "packgate_event_loop_max_lag_seconds"})
 _PEER_TIMEOUT = 2.0
 
 
@@ -95,7 +96,7 @@ class Metrics:
 
     def watch(self, **sources: Any) -> None:
         """Objects read at scrape time: buffers, uploads (UploadStats), db, store,
-        deletions, loop (anything with ``lag``)."""
+        deletions, loop (the LoopWatch)."""
         self._state.sources.update(sources)
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -199,8 +200,13 @@ class _State:
             queue.add_metric(["failed"], deletions.failed)
             yield queue
         if (loop := src.get("loop")) is not None:
-            yield _gauge("packgate_event_loop_lag_seconds", "How late the event loop ran a "
-                         "timer lately (a blocked loop delays every request)", loop.lag)
+            state = loop.state()  # gateway/loopwatch.py
+            yield _gauge("packgate_event_loop_lag_seconds", "How late the event loop last ran "
+                         "its 100 ms timer (a busy loop delays every request)", state.lag)
+            yield _gauge("packgate_event_loop_max_lag_seconds", "The worst lag since the "
+                         "process started", state.max_lag)
+            yield _counter("packgate_event_loop_stalls", "Times the event loop did not run for "
+                           "GATEWAY_LOOP_STALL_SECONDS (logged with its stack)", state.stalls)
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -180,7 +180,11 @@ def _run_workers(settings: Settings, store: ObjectStore | None, folder: Path) ->
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 # Each worker records its own pending uploads.
-                own = settings.with_overrides(instance_id=f"{settings.instance_id}-{n}")
+                own = settings.with_overrides(
+                    instance_id=f"{settings.instance_id}-{n}",
+                    health_port=None if settings.health_port is None
+                    else settings.health_port + n,
+                )
                 _serve_one(own, store, reuse_port=True, peers=WorkerPeers(folder, n))
                 code = 0
             except BaseException:

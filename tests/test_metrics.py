@@ -270,3 +270,10 @@ def test_metrics_switched_off_by_its_setting_answer_404(
         assert err.value.code == 404
     finally:
         gw.stop()
+
+
+async def test_event_loop_lag_is_reported(client) -> None:
+    text = await scrape(client)
+    assert value(text, "packgate_event_loop_lag_seconds") >= 0
+    assert value(text, "packgate_event_loop_max_lag_seconds") >= 0
+    assert value(text, "packgate_event_loop_stalls_total") == 0
