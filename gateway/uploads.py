@@ -339,7 +339,7 @@ async def _clean_up(
                         await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
         log.warning("could not clean up %s now, the sweeper will: %s", key,
-                    exc or type(exc).__name__)
+                    str(exc) or type(exc).__name__)
         return
     if on_cleaned is not None:
         try:

@@ -151,10 +151,16 @@ def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterato
             errors[action] += 1
         raise StorageUnavailable() from exc
     except (TimeoutError, BotoCoreError, OSError) as exc:
-        log.warning("s3 %s failed: %s", action, exc or type(exc).__name__)
+        log.warning("s3 %s failed: %s", action, _describe(exc))
         if errors is not None:
             errors[action] += 1
         raise StorageUnavailable() from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no progress within GATEWAY_S3_REQUEST_DEADLINE"
+    return str(exc) or type(exc).__name__
 
 
 class S3Sink:
