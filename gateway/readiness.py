@@ -9,12 +9,15 @@ however many probes ask, each instance sends at most one query and one HeadBucke
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from gateway.db.migrate import schema_version
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
 from gateway.storage import ObjectStore
+
+log = logging.getLogger("gateway.readiness")
 
 
 class SchemaBehind(ServiceUnavailable):
@@ -60,6 +63,10 @@ class Readiness:
             return exc
         except TimeoutError:
             return ServiceUnavailable("PostgreSQL or object storage did not answer in time")
+        except Exception:
+            # Never leave every later probe waiting on a check that broke.
+            log.exception("readiness check failed")
+            return ServiceUnavailable("the readiness check failed")
         return None
 
     async def _check_database(self) -> None:
