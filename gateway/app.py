@@ -8,18 +8,21 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import keys, requestids
 from gateway.api import setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db.identity import changes
 from gateway.db.listen import Listener
+from gateway.db.migrate import latest_version
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
 from gateway.loopwatch import HealthListener, LoopWatch
+from gateway.metrics import Metrics
+from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
@@ -31,7 +34,12 @@ MAX_HEADER_SIZE = 16 * 1024
 
 def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
-    app = web.Application(middlewares=[error_middleware], handler_args={
+    metrics = Metrics() if settings.metrics else None
+    middlewares = [requestids.middleware()]
+    if metrics is not None:
+        middlewares.append(metrics.middleware)  # sees the statuses errors.middleware renders
+    middlewares.append(error_middleware)
+    app = web.Application(middlewares=middlewares, handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
         # After an answer to an unread body (refused upload, timeout), aiohttp reads and
@@ -40,12 +48,16 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
+    if metrics is not None:
+        app[keys.metrics] = metrics
+    app.on_response_prepare.append(requestids.on_response_prepare)
     app.cleanup_ctx.append(_loop_watch)  # stopped last
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
     app.cleanup_ctx.append(_identity)
+    app.cleanup_ctx.append(_observed)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
@@ -143,11 +155,24 @@ async def _identity(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def _observed(app: web.Application) -> AsyncIterator[None]:
+    """Readiness, and what the metrics read of the other resources when scraped."""
+    app[keys.readiness] = Readiness(app[keys.db], app[keys.store],
+                                    schema_needed=latest_version())
+    if (metrics := app.get(keys.metrics)) is not None:
+        metrics.watch(db=app[keys.db], store=app[keys.store], buffers=app[keys.buffers],
+                      uploads=app[keys.uploads].stats, deletions=app[keys.deletions],
+                      loop=app[keys.loop_watch])
+    yield
+
+
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
     settings = app[keys.settings]
+    metrics = app.get(keys.metrics)
     task = asyncio.create_task(
-        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds),
+        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds,
+                    metrics.sweep_done if metrics is not None else None),
         name="sweeper",
     )
     try:

@@ -11,6 +11,8 @@ from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
 from gateway.loopwatch import LoopWatch
+from gateway.metrics import Metrics, WorkerPeers
+from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.uploads import BufferPool, UploadContext
 
@@ -23,4 +25,8 @@ buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
 deletions = web.AppKey("deletions", DeletionWorker)
 services = web.AppKey("services", Services)
+metrics = web.AppKey("metrics", Metrics)  # absent with GATEWAY_METRICS=false
+# Set by `gateway serve --workers N`: where the other workers answer their metrics.
+worker_peers = web.AppKey("worker_peers", WorkerPeers)
+readiness = web.AppKey("readiness", Readiness)
 loop_watch = web.AppKey("loop_watch", LoopWatch)

@@ -3,6 +3,7 @@ credentials, and no code logs headers."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
@@ -10,10 +11,14 @@ from typing import Any
 
 import orjson
 from aiohttp.abc import AbstractAccessLogger
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 _SECRET_PARAMS = ("private_token", "job_token", "token", "access_token", "bearer_token")
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# The id of the request being handled (gateway/requestids.py): on every line written for it.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Where the access log finds it (its line is written once the request's context is gone).
+REQUEST_ID = RequestKey("request_id", str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -25,6 +30,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if (rid := request_id.get()) is not None:
+            line["request_id"] = rid
         line.update({k: v for k, v in vars(record).items() if k not in _STD})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
@@ -53,6 +60,7 @@ class AccessLogger(AbstractAccessLogger):
                 "bytes_in": request.content_length,
                 "ms": round(duration * 1000, 1),
                 "remote": request.remote,
+                "request_id": request.get(REQUEST_ID),
             },
         )
 

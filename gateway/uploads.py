@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.config import GiB, MiB, Settings, TiB
@@ -38,6 +38,7 @@ _PARTS_PER_STEP = 1_000
 # 10 doubling steps hold 1,023 x 1,000 first parts: below 5.2 MiB they fall short of 5 TiB, so
 # an unknown length never starts below this (6 MiB: 6 TiB in all).
 _UNKNOWN_MIN_BASE = -(-MAX_OBJECT_SIZE // (1_023 * _PARTS_PER_STEP * MiB)) * MiB
+_CLEANUP_TIMEOUT = 10.0
 
 
 def part_size_for(part_number: int, size: int | None, base: int) -> int:
@@ -82,13 +83,22 @@ class BufferPool:
         self.budget = budget
         self.used = 0
         self.peak = 0
+        # Acquisitions that had to wait for room, and the seconds spent waiting (metrics).
+        self.waits = 0
+        self.wait_seconds = 0.0
         self._free: dict[int, list[bytearray]] = {}
         self._free_bytes = 0
         self._cond = asyncio.Condition()
 
     async def acquire(self, size: int) -> bytearray:
         async with self._cond:
-            await self._cond.wait_for(lambda: self.used == 0 or self.used + size <= self.budget)
+            if not (self.used == 0 or self.used + size <= self.budget):
+                self.waits += 1
+                since = time.monotonic()
+                await self._cond.wait_for(
+                    lambda: self.used == 0 or self.used + size <= self.budget
+                )
+                self.wait_seconds += time.monotonic() - since
             self.used += size
             self.peak = max(self.peak, self.used)
             free = self._free.get(size)
@@ -117,6 +127,14 @@ class BufferPool:
             self._cond.notify_all()
 
 
+@dataclass(slots=True)
+class UploadStats:
+    """What one process's uploads are doing now, as plain counts the metrics read."""
+
+    in_progress: int = 0
+    parts_in_flight: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     key: str
@@ -134,10 +152,14 @@ class UploadLimits:
     part_size: int
     parts_in_flight: int
     body_read_timeout: float
+    # Cleaning up after a failure waits at most this long (S3 may be the failure); what is
+    # left then is the sweeper's, so the client's error is not held up.
+    cleanup_timeout: float = _CLEANUP_TIMEOUT
 
     @classmethod
     def from_settings(cls, s: Settings) -> UploadLimits:
-        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout)
+        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout,
+                   min(_CLEANUP_TIMEOUT, s.s3_request_deadline))
 
 
 class _Reader:
@@ -197,6 +219,7 @@ async def stream_to_store(
     pools: HashPools,
     on_multipart: Callable[[str], Awaitable[None]] | None = None,
     on_cleaned: Callable[[], Awaitable[None]] | None = None,
+    stats: UploadStats | None = None,
 ) -> StoredObject:
     """Stream ``body`` into ``key``; the object exists only if this returns.
 
@@ -216,13 +239,18 @@ async def stream_to_store(
     ok = False
     reached_store = False  # a request that may have created something was sent
     started = time.monotonic()
+    counts = stats or UploadStats()
 
     async def send(
         part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
     ) -> None:
         assert sink is not None
-        crc = await pools.crc32(view)
-        await sink.write_part(part, view, crc)
+        counts.parts_in_flight += 1
+        try:
+            crc = await pools.crc32(view)
+            await sink.write_part(part, view, crc)
+        finally:
+            counts.parts_in_flight -= 1
         await hashed
         del held[id(buf)]
         await buffers.release(buf)
@@ -281,7 +309,9 @@ async def stream_to_store(
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
             await hasher.cancel()
-            await asyncio.shield(_clean_up(store, key, sink, reached_store, on_cleaned))
+            await asyncio.shield(
+                _clean_up(store, key, sink, reached_store, on_cleaned, limits.cleanup_timeout)
+            )
         for buf in held.values():
             # On failure a worker thread may still be reading: drop rather than reuse.
             await buffers.release(buf, reuse=ok)
@@ -294,19 +324,22 @@ async def _clean_up(
     sink: PartSink | None,
     reached_store: bool,
     on_cleaned: Callable[[], Awaitable[None]] | None,
+    timeout: float,
 ) -> None:
     try:
-        if sink is not None:
-            await sink.abort()
-        elif reached_store:
-            # A PutObject or CreateMultipartUpload may have reached S3 even though its answer
-            # did not reach us (a timeout): remove what it may have made.
-            await store.delete(key)
-            for upload in await store.list_open_uploads(prefix=key):
-                if upload.key == key:
-                    await store.abort_upload(key, upload.upload_id)
+        async with asyncio.timeout(timeout):
+            if sink is not None:
+                await sink.abort()
+            elif reached_store:
+                # A PutObject or CreateMultipartUpload may have reached S3 even though its
+                # answer did not reach us (a timeout): remove what it may have made.
+                await store.delete(key)
+                for upload in await store.list_open_uploads(prefix=key):
+                    if upload.key == key:
+                        await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
-        log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
+        log.warning("could not clean up %s now, the sweeper will: %s", key,
+                    str(exc) or type(exc).__name__)
         return
     if on_cleaned is not None:
         try:
@@ -359,6 +392,7 @@ class UploadContext:
     limits: UploadLimits
     instance: str
     heartbeat_interval: float
+    stats: UploadStats = field(default_factory=UploadStats)
 
 
 async def receive(
@@ -384,18 +418,23 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    async with Heartbeat(beat, ctx.heartbeat_interval):
-        stored = await stream_to_store(
-            body,
-            ctx.store,
-            key,
-            size=size,
-            limits=ctx.limits,
-            buffers=ctx.buffers,
-            pools=ctx.pools,
-            on_multipart=record_upload_id,
-            on_cleaned=drop_pending,
-        )
+    ctx.stats.in_progress += 1
+    try:
+        async with Heartbeat(beat, ctx.heartbeat_interval):
+            stored = await stream_to_store(
+                body,
+                ctx.store,
+                key,
+                size=size,
+                limits=ctx.limits,
+                buffers=ctx.buffers,
+                pools=ctx.pools,
+                on_multipart=record_upload_id,
+                on_cleaned=drop_pending,
+                stats=ctx.stats,
+            )
+    finally:
+        ctx.stats.in_progress -= 1
     log.info(
         "upload stored",
         extra={
