@@ -23,14 +23,9 @@ from botocore.config import Config as BotoConfig
 from gateway import accounts
 from gateway.db import identity
 from gateway.db.migrate import migrate
-from gateway.localservices import (
-    MotoServer,
-    PostgresCluster,
-    RcloneS3Server,
-    S3Server,
-    free_port,
-    wait_for_port,
-)
+from gateway.devtools.postgres import PostgresCluster
+from gateway.devtools.processes import free_port, wait_for_port
+from gateway.devtools.s3servers import MotoServer, RcloneS3Server, S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.app import create_app
-from gateway.localservices import free_port
+from gateway.devtools.processes import free_port
 
 
 async def test_health_answers_while_the_process_runs(client) -> None:
