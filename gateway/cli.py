@@ -42,21 +42,20 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
-    _run(migrate(settings.database_url))
+    _run(migrate(settings.database_url, pgbouncer=settings.db_pgbouncer))
     print("schema is up to date")
     return 0
 
 
 def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
-    import asyncpg
-
     from gateway import accounts
+    from gateway.db.pool import connect
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
 
     async def go() -> str:
-        conn = await asyncpg.connect(settings.database_url, timeout=30)
+        conn = await connect(settings.database_url, pgbouncer=settings.db_pgbouncer)
         try:
             return await accounts.bootstrap(conn)
         finally:
@@ -78,7 +77,7 @@ def cmd_sweep(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: config.Settings, args: argparse.Namespace) -> int:
-    from gateway.dev import run_dev
+    from gateway.devtools.dev import run_dev
 
     return run_dev(settings, Path(args.data_dir), port=args.port)
 
