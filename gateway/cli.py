@@ -82,6 +82,12 @@ def cmd_dev(settings: config.Settings, args: argparse.Namespace) -> int:
     return run_dev(settings, Path(args.data_dir), port=args.port)
 
 
+def cmd_cluster(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.devtools.cluster import run_cluster
+
+    return run_cluster(settings, Path(args.data_dir), port=args.port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="packgate: a GitLab-compatible generic package registry"
@@ -100,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", default=".packgate", help="where everything is kept")
     dev.add_argument("--port", type=int, default=None, help="gateway port (default 8080)")
     dev.set_defaults(func=cmd_dev)
+    cluster = sub.add_parser(
+        "cluster", help="dev's PostgreSQL and S3 behind PgBouncer, 3 gateways, nginx in front"
+    )
+    cluster.add_argument("--data-dir", default=".packgate-cluster",
+                         help="where everything is kept")
+    cluster.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
+    cluster.set_defaults(func=cmd_cluster)
     admin = sub.add_parser("admin", help="administration").add_subparsers(
         dest="admin_command", required=True
     )

@@ -75,3 +75,14 @@ def test_bootstrap_prints_a_new_token_as_its_last_line(database_url: str) -> Non
         tokens.append(out.stdout.strip().splitlines()[-1])
     assert all(re.fullmatch(r"glpat-[A-Za-z0-9_-]{20}", t) for t in tokens)
     assert tokens[0] != tokens[1]
+
+
+def test_settings_given_to_a_child_process_come_back_the_same() -> None:
+    s = config.from_env({"GATEWAY_DB_PGBOUNCER": "true", "GATEWAY_MAX_FILE_SIZE": "5GiB",
+                         "GATEWAY_BODY_READ_TIMEOUT": "2.5", "GATEWAY_INSTANCE_ID": "parent",
+                         "GATEWAY_EXTERNAL_URL": "http://127.0.0.1:8080"})
+    env = config.to_env(s)
+    assert env["GATEWAY_DB_PGBOUNCER"] == "true"
+    assert "GATEWAY_INSTANCE_ID" not in env  # each child names itself
+    child = config.from_env(env, instance_id="parent")
+    assert child == s
