@@ -44,8 +44,11 @@ class GatewayInstance(Service):
                  log_path: Path, *, port: int | None = None, timeout: float = 60.0) -> None:
         self.name = name
         self.port = port or free_port()
-        self.settings = settings.with_overrides(port=self.port, host="127.0.0.1",
-                                                instance_id=name)
+        self.settings = settings.with_overrides(
+            port=self.port, host="127.0.0.1", instance_id=name,
+            # A stall-proof health listener, if asked for, needs a port of each one's own.
+            health_port=free_port() if settings.health_port is not None else None,
+        )
         self.env = child_environment(self.settings, base_env)
         self.env["GATEWAY_INSTANCE_ID"] = name
         self.log_path = log_path
