@@ -4,6 +4,7 @@ anything starts, and the S3 server idles after an upload."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ import psutil
 import pytest
 
 from gateway.devtools.processes import free_port
+from tests.conftest import ROOT
 
 START_TIMEOUT = 90.0
 
@@ -109,6 +111,37 @@ def test_printed_curl_lines_upload_and_download_the_sample(dev: Dev) -> None:
     down = shell(download, dev.data.parent)
     assert down.returncode == 0, down.stderr
     assert (dev.data.parent / "hello.txt.downloaded").read_text() == "Hello from packgate!\n"
+
+
+def _readme_block(after: str) -> str:
+    """The first ```sh block of the README after the line starting with ``after``."""
+    text = (ROOT / "README.md").read_text()
+    rest = text[text.index("\n" + after):]
+    return rest.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_administration_examples_work_as_printed_against_gateway_dev(dev: Dev) -> None:
+    script = "\n".join([
+        _readme_block("With curl, as printed against a fresh `make dev`"),
+        _readme_block("CI jobs: a CI system mints a job token"),
+    ]).replace("http://127.0.0.1:8080", f"http://127.0.0.1:{dev.port}")
+    run = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=dev.data.parent,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert '"token":"glcbt-' in run.stdout
+
+    def get(path: str) -> dict:
+        out = curl("--fail-with-body", "--header", f"PRIVATE-TOKEN: {dev.token}", dev.url(path))
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout)
+
+    # The ids the README's comments promise.
+    assert get("/groups/acme")["id"] == 3
+    project = get("/projects/acme%2Ftools")
+    assert (project["id"], project["packages_enabled"]) == (2, False)
+    assert [u["id"] for u in get("/users?username=ci")] == [2]
+    members = get("/projects/acme%2Ftools/members")
+    assert any(m["id"] == 2 and m["access_level"] == 30 for m in members)
 
 
 def _s3_server(dev: Dev) -> psutil.Process:
