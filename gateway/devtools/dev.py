@@ -34,7 +34,7 @@ def check_port(host: str, port: int, *, option: str = "--port", make_var: str = 
     """Refuse a listening port that is taken, naming the way to choose another."""
     if not port_is_free(port, host):
         raise LocalServiceError(
-            f"port {port} on {host} is already in use (another `gateway dev`, or any other "
+            f"port {port} on {host} is already in use (by another gateway, or any other "
             f"server); choose another with {option} N (make: {make_var}=N)")
 
 
