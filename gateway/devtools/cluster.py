@@ -202,11 +202,12 @@ class Cluster(Service):
             s3_secret_access_key=secret,
             external_url=self.url,
         )
-        base_env = dict(self._base_env)
+        extra = {}
         if LISTEN_URL_VARIABLE in config.ENV_VARIABLES:
-            base_env[LISTEN_URL_VARIABLE] = self.database_url
+            extra[LISTEN_URL_VARIABLE] = self.database_url
         self.instances = [
-            GatewayInstance(f"gateway-{n}", settings, base_env, root / f"gateway-{n}.log")
+            GatewayInstance(f"gateway-{n}", settings, self._base_env, root / f"gateway-{n}.log",
+                            extra_env=extra)
             for n in range(1, self._count + 1)
         ]
         for instance in self.instances:

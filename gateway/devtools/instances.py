@@ -41,7 +41,8 @@ class GatewayInstance(Service):
     ``log_path``; ready once ``/-/readiness`` answers."""
 
     def __init__(self, name: str, settings: config.Settings, base_env: Mapping[str, str],
-                 log_path: Path, *, port: int | None = None, timeout: float = 60.0) -> None:
+                 log_path: Path, *, port: int | None = None, timeout: float = 60.0,
+                 extra_env: Mapping[str, str] | None = None) -> None:
         self.name = name
         self.port = port or free_port()
         self.settings = settings.with_overrides(
@@ -51,6 +52,7 @@ class GatewayInstance(Service):
         )
         self.env = child_environment(self.settings, base_env)
         self.env["GATEWAY_INSTANCE_ID"] = name
+        self.env.update(extra_env or {})
         self.log_path = log_path
         self.timeout = timeout
         self._proc: Proc | None = None

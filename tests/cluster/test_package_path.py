@@ -8,8 +8,10 @@ import subprocess
 
 import aiohttp
 import asyncpg
+import pytest
 
-from gateway.devtools.cluster import Cluster
+from gateway import config
+from gateway.devtools.cluster import LISTEN_URL_VARIABLE, Cluster
 from gateway.devtools.dev import BUCKET
 from gateway.devtools.postgres import find_pg_binary
 from tests.cluster.conftest import Api, committed_sha256s, sha256, unique
@@ -119,3 +121,11 @@ def test_gateways_reach_postgresql_through_pgbouncer_in_transaction_pooling(
     assert config["pool_mode"] == "transaction"
     # The gateways are PgBouncer's clients (their pools keep connections to it).
     assert any(row[2] == "packgate" for row in console("SHOW CLIENTS"))
+
+
+def test_gateways_listen_for_notifications_straight_on_postgresql(cluster: Cluster) -> None:
+    if LISTEN_URL_VARIABLE not in config.ENV_VARIABLES:
+        pytest.skip("this gateway has no LISTEN connection of its own")
+    # LISTEN cannot work through transaction pooling: that one DSN bypasses PgBouncer.
+    for instance in cluster.instances:
+        assert instance.env[LISTEN_URL_VARIABLE] == cluster.database_url
