@@ -11,9 +11,9 @@ from pathlib import Path
 
 from gateway import config
 from gateway.devtools.processes import (
+    ChildService,
     LocalServiceError,
     Proc,
-    Service,
     free_port,
     http_ok,
     spawn,
@@ -36,7 +36,7 @@ def child_environment(settings: config.Settings, base: Mapping[str, str]) -> dic
     return env
 
 
-class GatewayInstance(Service):
+class GatewayInstance(ChildService):
     """One ``gateway serve`` process named ``name`` on 127.0.0.1:``port``, logging to
     ``log_path``; ready once ``/-/readiness`` answers."""
 
@@ -60,13 +60,6 @@ class GatewayInstance(Service):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() else None  # type: ignore[union-attr]
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def launch(self) -> None:
         """Start the process without waiting for it (several start in parallel)."""

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from gateway.devtools.processes import (
     SERVICE_USER,
+    ChildService,
     LocalServiceError,
     Proc,
-    Service,
     child_pids,
     find_program,
     log_tail,
@@ -74,7 +74,7 @@ def upstream_lines(upstreams: list[Upstream], *, max_fails: int = 1,
     return "# Written by packgate's local cluster.\n" + "\n".join(lines) + "\n"
 
 
-class Nginx(Service):
+class Nginx(ChildService):
     """nginx on ``127.0.0.1:port`` balancing over ``upstreams``, everything it writes in
     ``work_dir`` (logs in ``work_dir/logs``). As root its workers run as the ``postgres``
     user rather than nginx's default ``nobody``."""
@@ -97,13 +97,6 @@ class Nginx(Service):
     @property
     def config_path(self) -> Path:
         return self.work_dir / "nginx.conf"
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() else None  # type: ignore[union-attr]
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _main_config(self) -> str:
         w = self.work_dir

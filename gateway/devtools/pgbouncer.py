@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from gateway.devtools.processes import (
+    ChildService,
     LocalServiceError,
     Proc,
-    Service,
     find_program,
     free_port,
     own_dir,
@@ -25,7 +25,7 @@ def find_pgbouncer() -> str:
     return find_program("pgbouncer", "pgbouncer")
 
 
-class PgBouncer(Service):
+class PgBouncer(ChildService):
     """PgBouncer on 127.0.0.1 forwarding every database to PostgreSQL at ``server_port``
     (trust auth, as the local PostgreSQL has). Its config and log live in ``work_dir``. As root
     it runs as the ``postgres`` user: PgBouncer refuses to run as root."""
@@ -53,13 +53,6 @@ class PgBouncer(Service):
     def admin_url(self) -> str:
         """PgBouncer's own console (SHOW POOLS, SHOW CONFIG ...)."""
         return self.database_url("pgbouncer")
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self.is_running() else None  # type: ignore[union-attr]
-
-    def is_running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def _config(self) -> str:
         users = self.work_dir / "userlist.txt"

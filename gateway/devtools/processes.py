@@ -50,6 +50,21 @@ class Service:
         self.stop()
 
 
+class ChildService(Service):
+    """A service that is one child process of ours."""
+
+    _proc: Proc | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process's id while it runs."""
+        return self._proc.pid if self.is_running() else None  # type: ignore[union-attr]
+
+    def is_running(self) -> bool:
+        """True while the child process exists (paused or not)."""
+        return self._proc is not None and self._proc.poll() is None
+
+
 def log_tail(path: Path | None, lines: int = 40) -> str:
     """The last ``lines`` of a log, framed for an error message ("" when unreadable)."""
     if path is not None:

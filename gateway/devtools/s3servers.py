@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 
 from gateway.devtools.processes import (
+    ChildService,
     LocalServiceError,
     Proc,
-    Service,
     free_port,
     http_answers,
     port_is_free,
@@ -23,7 +23,7 @@ from gateway.devtools.processes import (
 )
 
 
-class S3Server(Service):
+class S3Server(ChildService):
     """One child process serving S3 over HTTP on 127.0.0.1. Without ``log_path`` the log
     lives in a private temp folder that :meth:`stop` removes."""
 
@@ -53,15 +53,6 @@ class S3Server(Service):
         if self.port is None:
             raise LocalServiceError("the port is chosen by start(); no endpoint before it")
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        """The server process's id while it runs."""
-        return self._proc.pid if self.is_running() else None  # type: ignore[union-attr]
-
-    def is_running(self) -> bool:
-        """True while the child process exists (paused or not)."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> None:
         """Guarantee the server answers HTTP at :attr:`endpoint_url`; a no-op when running."""
