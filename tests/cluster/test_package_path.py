@@ -101,6 +101,15 @@ async def test_errors_nginx_makes_itself_are_gitlab_json(cluster: Cluster) -> No
     assert body == b'{"message":"400 Bad request"}'
 
 
+async def test_headers_too_large_for_nginx_get_gitlab_json(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(f"{cluster.url}/api/v4/projects",
+                        headers={"X-Big": "x" * 20_000}) as resp:
+        assert resp.status == 400
+        assert await resp.json() == {"message": "400 Bad request"}
+
+
 def test_gateways_reach_postgresql_through_pgbouncer_in_transaction_pooling(
     cluster: Cluster,
 ) -> None:
