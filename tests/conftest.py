@@ -25,8 +25,10 @@ from gateway import auth
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.db.migrate import migrate
+from gateway.devtools.postgres import PostgresCluster
+from gateway.devtools.processes import free_port, wait_for_port
+from gateway.devtools.s3servers import MotoServer
 from gateway.identity import seed, tokens
-from gateway.localservices import MotoServer, PostgresCluster, free_port, wait_for_port
 from gateway.models import User
 
 ROOT = Path(__file__).resolve().parent.parent

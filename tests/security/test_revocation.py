@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from gateway.config import Settings
-from gateway.localservices import free_port
+from gateway.devtools.processes import free_port
 from tests.conftest import GatewayProcess, World, s3_client, start_gateway
 from tests.security.common import PLAIN_401, REVOKED, file_url, h, project_bot
 
@@ -256,44 +256,20 @@ def test_nothing_is_cached_while_not_listening() -> None:
 
 
 @pytest.fixture
-def transaction_pooler(database_url: str) -> Iterator[str]:
+def transaction_pooler(database_url: str, tmp_path) -> Iterator[str]:
     """PgBouncer in transaction mode in front of the test database: the listen URL an operator
     might wrongly share with the pool. Its LISTEN is accepted and then never heard from."""
-    import os
-    import pwd
-    import shutil
-    import subprocess
-    import tempfile
     from urllib.parse import urlsplit
 
-    from gateway.localservices import PG_SYSTEM_USER, wait_for_port
+    from gateway.devtools.pgbouncer import PgBouncer
 
-    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     target = urlsplit(database_url)
-    port = free_port()
-    folder = tempfile.mkdtemp(prefix="pgbouncer-")
-    os.chmod(folder, 0o755)
-    ini = os.path.join(folder, "pgbouncer.ini")
-    with open(ini, "w") as f:
-        f.write("[databases]\n"
-                f"* = host={target.hostname} port={target.port} user={target.username}\n"
-                "[pgbouncer]\n"
-                f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
-                "auth_type = any\npool_mode = transaction\n")
-    os.chmod(ini, 0o644)
-    owner = {}
-    if os.geteuid() == 0:  # PgBouncer, like PostgreSQL, will not run as root
-        pw = pwd.getpwnam(PG_SYSTEM_USER)
-        owner = {"user": pw.pw_uid, "group": pw.pw_gid}
-    proc = subprocess.Popen([binary, ini], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT, cwd="/", **owner)
+    bouncer = PgBouncer(tmp_path / "pgbouncer", target.port)
+    bouncer.start()
     try:
-        wait_for_port("127.0.0.1", port, 15)
-        yield f"postgresql://{target.username}@127.0.0.1:{port}{target.path}"
+        yield bouncer.database_url(target.path.lstrip("/"))
     finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(folder, ignore_errors=True)
+        bouncer.stop()
 
 
 async def test_a_listen_url_through_a_transaction_pooler_is_not_trusted(
