@@ -16,6 +16,7 @@ from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
+from gateway.loopwatch import HealthListener, LoopWatch
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
@@ -36,13 +37,26 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
-    app.cleanup_ctx.append(_database)  # closed last
+    app.cleanup_ctx.append(_loop_watch)  # stopped last
+    app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
+
+
+async def _loop_watch(app: web.Application) -> AsyncIterator[None]:
+    """The event loop watched from a thread, and health answered from one if asked."""
+    settings = app[keys.settings]
+    async with LoopWatch(settings.loop_stall_seconds) as watch:
+        app[keys.loop_watch] = watch
+        if settings.health_port is None:
+            yield
+            return
+        with HealthListener(watch, settings.host, settings.health_port):
+            yield
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -142,6 +142,11 @@ class Settings:
     workers: int = 1
     log_level: str = "INFO"
     allow_guest_pull: bool = False
+    # A port on which a thread answers /-/health even while the event loop is stalled (with
+    # several workers, worker n listens on this port + n); None: no such listener.
+    health_port: int | None = None
+    # The event loop not running for this long is a stall: logged with its stack, health red.
+    loop_stall_seconds: float = 1.0
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")  # noqa: E501
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -184,6 +189,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
     "GATEWAY_INSTANCE_ID": ("instance_id", str),
+    "GATEWAY_HEALTH_PORT": ("health_port", parse_int),
+    "GATEWAY_LOOP_STALL_SECONDS": ("loop_stall_seconds", parse_float),
 }
 
 ENV_VARIABLES = tuple(_ENV)
@@ -227,6 +234,13 @@ def validate(s: Settings) -> None:
         raise bad("max_file_size", "must not be negative (0 means no limit)")
     if not 0 < s.port < 65536:
         raise bad("port", "must be between 1 and 65535")
+    if s.health_port is not None:
+        last = s.health_port + max(1, s.workers) - 1  # worker n listens on health_port + n
+        if s.health_port < 1 or last > 65535 or s.health_port <= s.port <= last:
+            raise bad("health_port", "must be a port number, and with GATEWAY_WORKERS=N the "
+                      "N ports from it must not include GATEWAY_PORT")
+    if s.loop_stall_seconds <= 0:
+        raise bad("loop_stall_seconds", "must be above 0")
     if s.workers < 1:
         raise bad("workers", "must be at least 1")
     if s.stale_upload_seconds < 1:

@@ -9,6 +9,7 @@ from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
+from gateway.loopwatch import LoopWatch
 from gateway.storage import ObjectStore
 from gateway.uploads import BufferPool, UploadContext
 
@@ -20,3 +21,4 @@ hash_pools = web.AppKey("hash_pools", HashPools)
 buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
 deletions = web.AppKey("deletions", DeletionWorker)
+loop_watch = web.AppKey("loop_watch", LoopWatch)

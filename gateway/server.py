@@ -151,7 +151,11 @@ def _supervise(settings: Settings, store: ObjectStore | None) -> None:
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 # Each worker records its own pending uploads.
-                own = settings.with_overrides(instance_id=f"{settings.instance_id}-{n}")
+                own = settings.with_overrides(
+                    instance_id=f"{settings.instance_id}-{n}",
+                    health_port=None if settings.health_port is None
+                    else settings.health_port + n,
+                )
                 _serve_one(own, store, reuse_port=True)
                 code = 0
             except BaseException:

@@ -251,13 +251,16 @@ def gateway_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_gateway(settings: Settings, tmp_path: Path, **extra: str) -> GatewayProcess:
+def start_gateway(settings: Settings, tmp_path: Path, *, argv: list[str] | None = None,
+                  **extra: str) -> GatewayProcess:
+    """``gateway serve`` (or ``argv``, a Python command line) with ``GATEWAY_*`` from
+    ``settings`` and ``extra``, on a free port; waits until it accepts connections."""
     port = free_port()
     env = gateway_env(settings, port, **extra)
     log_path = tmp_path / f"gateway-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve"], env=env, cwd=ROOT,
+            [sys.executable, *(argv or ["-m", "gateway", "serve"])], env=env, cwd=ROOT,
             stdout=log, stderr=subprocess.STDOUT,
         )
     gw = GatewayProcess(proc, f"http://127.0.0.1:{port}", env, log_path)

@@ -58,6 +58,15 @@ def test_settings_parse_sizes_and_choices() -> None:
         s.port = 1  # type: ignore[misc]
 
 
+def test_a_health_port_among_the_serving_ports_stops_the_start() -> None:
+    with pytest.raises(config.ConfigError, match="GATEWAY_HEALTH_PORT"):
+        config.from_env({"GATEWAY_PORT": "8080", "GATEWAY_HEALTH_PORT": "8080"})
+    with pytest.raises(config.ConfigError, match="GATEWAY_HEALTH_PORT"):
+        config.from_env({"GATEWAY_PORT": "8081", "GATEWAY_HEALTH_PORT": "8080",
+                         "GATEWAY_WORKERS": "2"})
+    assert config.from_env({"GATEWAY_HEALTH_PORT": "8081"}).health_port == 8081
+
+
 def dataclass_error() -> type[Exception]:
     from dataclasses import FrozenInstanceError
 

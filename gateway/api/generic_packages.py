@@ -104,13 +104,19 @@ class RequestBody:
         return await self._guarded(self._content.readany)
 
     async def readchunk(self) -> bytes:
-        """One received piece as aiohttp holds it (readany joins queued pieces: a copy)."""
+        """One received piece as aiohttp holds it (readany joins queued pieces: a copy);
+        ``b""`` once the body has ended, and at once for a body of length 0."""
+        if not self._request.body_exists:
+            # Content-Length: 0 (or none) is aiohttp's one shared EmptyStreamReader, whose
+            # readchunk answers (b"", True) for ever after its first call: never ask it.
+            return b""
 
         async def piece() -> bytes:
             while True:
                 data, end_of_http_chunk = await self._content.readchunk()
-                # (b"", True) marks the end of a chunk of a chunked body, not of the body.
-                if data or not end_of_http_chunk:
+                # (b"", True) marks the end of a chunk of a chunked body, not of the body;
+                # once the stream is at its end, nothing more can come, whatever it says.
+                if data or not end_of_http_chunk or self._content.at_eof():
                     return data
 
         return await self._guarded(piece)

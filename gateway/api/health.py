@@ -6,10 +6,14 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.errors import json_response
+from gateway.loopwatch import health_body
 
 
 async def live(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+    """The process and its event loop run. (While the loop is stalled this cannot answer at
+    all; the listener on ``GATEWAY_HEALTH_PORT`` answers 503 then, from a thread.)"""
+    status, body = health_body(request.app[keys.loop_watch].state())
+    return json_response(body, status)
 
 
 async def ready(request: web.Request) -> web.Response:
