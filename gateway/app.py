@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import keys
-from gateway.api import setup_routes
+from gateway.api import forwarded, setup_routes
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.db.pool import Database
@@ -28,7 +28,8 @@ MAX_HEADER_SIZE = 16 * 1024
 
 def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
-    app = web.Application(middlewares=[error_middleware], handler_args={
+    outer = [m for m in (forwarded.middleware(settings.trusted_proxies),) if m is not None]
+    app = web.Application(middlewares=[*outer, error_middleware], handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
         # After an answer to an unread body (refused upload, timeout), aiohttp reads and
