@@ -11,6 +11,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.api import forwarded, setup_routes
 from gateway.auth import Authenticator
+from gateway.buffers import BufferPool
 from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
@@ -20,7 +21,7 @@ from gateway.loopwatch import HealthListener, LoopWatch
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
-from gateway.uploads import BufferPool, UploadContext, UploadLimits
+from gateway.uploads import UploadContext, UploadLimits
 
 # Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
 MAX_HEADER_SIZE = 16 * 1024
@@ -85,7 +86,7 @@ def _given_store(store: ObjectStore):
 async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
     pools = HashPools()
-    buffers = BufferPool(settings.buffer_budget)
+    buffers = BufferPool(settings.buffer_budget, wait_timeout=settings.buffer_wait_timeout)
     app[keys.hash_pools] = pools
     app[keys.buffers] = buffers
     app[keys.uploads] = UploadContext(

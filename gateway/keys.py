@@ -5,13 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import Authenticator
+from gateway.buffers import BufferPool
 from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
 from gateway.loopwatch import LoopWatch
 from gateway.storage import ObjectStore
-from gateway.uploads import BufferPool, UploadContext
+from gateway.uploads import UploadContext
 
 settings = web.AppKey("settings", Settings)
 db = web.AppKey("db", Database)
