@@ -378,6 +378,27 @@ class EdgeServer(web.Server):
                                "refused": self.refused})
 
 
+# Descriptors a process needs beside its client connections (database and S3 pools, files).
+_SPARE_FILES = 256
+
+
+def ensure_file_limit(max_connections: int) -> None:
+    """Raise the soft limit on open files so ``max_connections`` fit (a common soft limit is
+    1024); past the hard limit, say so: accepting would then fail before the cap is reached."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    needed = max_connections + _SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log.warning("open-file limit below GATEWAY_MAX_CONNECTIONS; raise it (LimitNOFILE)",
+                        extra={"limit": target, "max_connections": max_connections})
+
+
 class EdgeRunner(web.AppRunner):
     """``web.AppRunner`` serving the application through EdgeServer."""
 

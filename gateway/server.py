@@ -21,7 +21,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.edge import EdgeLimits, EdgeRunner
+from gateway.edge import EdgeLimits, EdgeRunner, ensure_file_limit
 from gateway.logs import AccessLogger
 from gateway.storage import ObjectStore
 
@@ -83,6 +83,7 @@ async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: b
     app.on_startup.append(_freeze_startup_objects)
     in_flight = InFlight()
     app.middlewares.append(in_flight.middleware)
+    ensure_file_limit(settings.max_connections)
     runner = EdgeRunner(
         app, EdgeLimits.from_settings(settings), access_log_class=AccessLogger,
         shutdown_timeout=_FINAL_TIMEOUT, handle_signals=False, read_bufsize=READ_BUFSIZE,

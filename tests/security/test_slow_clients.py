@@ -170,3 +170,19 @@ async def test_normal_traffic_is_served_beside_many_slow_heads(
             assert resp.status == 200
     for conn in slow:
         conn.close()
+
+
+def test_open_file_limit_is_raised_to_fit_the_connection_cap() -> None:
+    import resource
+
+    from gateway.edge import ensure_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 3000:
+        pytest.skip("the hard limit leaves no room to test")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+    try:
+        ensure_file_limit(2000)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= 2000
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
