@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import orjson
+from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web import BaseRequest, StreamResponse
@@ -22,9 +23,9 @@ from gateway.redact import REDACTED, is_credential_param, redact_text
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # Where an access-log line finds the client address a trusted proxy reported (api/forwarded.py).
-CLIENT_ADDRESS = "gateway.client_address"
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
 # Where the HTTP edge leaves the kind of a refused request for the access log (edge.py).
-REFUSED = "gateway.refused"
+REFUSED = web.RequestKey("refused", str)
 
 
 class JsonFormatter(logging.Formatter):

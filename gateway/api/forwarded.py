@@ -25,7 +25,6 @@ from gateway import keys
 from gateway.config import IPNetwork
 from gateway.logs import CLIENT_ADDRESS
 
-_VIEW = "gateway.client_view"
 # A host name or address literal with an optional port: all a link's authority may hold.
 _HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
@@ -40,6 +39,9 @@ class ClientView:
     scheme: str
     host: str
     address: str | None
+
+
+_VIEW = web.RequestKey("client_view", ClientView)
 
 
 @dataclass(frozen=True, slots=True)
