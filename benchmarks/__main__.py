@@ -43,6 +43,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--download-clients", type=int, default=64)
     p.add_argument("--download-rate", type=float, default=3000.0,
                    help="requests a second of the paced redirect load (default 3000)")
+    p.add_argument("--metrics-rounds", type=int, default=4,
+                   help="rounds of the metrics on/off case: the same upload into the "
+                        "discarding store with GATEWAY_METRICS=true and false, alternating, "
+                        "scraped every second while on (0 to skip)")
+    p.add_argument("--metrics-off", action="store_true",
+                   help="run every other case's gateways with GATEWAY_METRICS=false")
     p.add_argument("--markdown", type=Path, help="also write the table here as Markdown")
     p.add_argument("--plot", type=Path, help="also plot throughput against concurrency (PNG)")
     p.add_argument("--workdir", type=Path,
@@ -81,6 +87,8 @@ def run(args: argparse.Namespace) -> Report:
                     budget=args.budget_bytes, command=" ".join(["python -m benchmarks",
                                                                 *sys.argv[1:]]))
     gw_env = {"GATEWAY_BUFFER_BUDGET": str(args.budget_bytes)}
+    if args.metrics_off:
+        gw_env["GATEWAY_METRICS"] = "false"
     with ExitStack() as stack:
         if args.workdir:
             work = args.workdir.resolve()
@@ -131,6 +139,9 @@ def run(args: argparse.Namespace) -> Report:
                 report.rss["null"] = gw.peak_rss()
             finally:
                 gw.stop()
+
+        if args.metrics_rounds > 0:
+            metrics_case(args, report, db, work, path, gw_env)
 
         if args.sweep_list:
             sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
@@ -183,6 +194,26 @@ def run(args: argparse.Namespace) -> Report:
             finally:
                 gw.stop()
     return report
+
+
+def metrics_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                 path: Path, gw_env: dict[str, str]) -> None:
+    """What counting costs an upload: one gateway with metrics, one without, the same file
+    into the discarding store (where nothing else hides the difference), alternating."""
+    gws = {on: h.start_gateway(db, work, f"metrics-{on}", backend=None,
+                               extra_env={**gw_env, "GATEWAY_METRICS": str(on).lower()})
+           for on in (True, False)}
+    try:
+        for r in range(args.metrics_rounds):
+            for on in ((True, False) if r % 2 == 0 else (False, True)):
+                with h.scraping(gws[on] if on else None):
+                    up = h.gateway_upload(gws[on], db, path, f"metrics-{on}-{r}.bin")
+                report.add_upload("metrics-on" if on else "metrics-off", "gateway", up)
+                log(f"metrics {'on' if on else 'off'} round {r + 1}: {up.mb_per_s:.0f} MB/s, "
+                    f"{up.cpu_seconds / (up.size / h.MB) * 1000:.2f} CPU-ms/MB")
+    finally:
+        for gw in gws.values():
+            gw.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

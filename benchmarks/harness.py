@@ -11,7 +11,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,6 +272,30 @@ def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | No
         gw.stop()
         raise
     return gw
+
+
+@contextlib.contextmanager
+def scraping(gw: GatewayProcess | None, interval: float = 1.0) -> Iterator[None]:
+    """Scrape ``gw``'s /metrics every ``interval`` seconds meanwhile (Prometheus does every 15
+    s or so: this is the dearer case). None: nothing."""
+    if gw is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.wait(interval):
+            with (contextlib.suppress(OSError),
+                  urllib.request.urlopen(f"{gw.url}/metrics", timeout=10) as resp):
+                resp.read()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
 
 
 # --- uploads ----------------------------------------------------------------------------------

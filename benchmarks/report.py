@@ -62,6 +62,10 @@ class Report:
             return None
         return min(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
 
+    def _cpu_median(self, server: str) -> float:
+        ups = [u for u in self.uploads.get((server, "gateway"), []) if u.cpu_seconds]
+        return statistics.median(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
+
     def markdown(self, targets: dict[str, float]) -> str:
         out = [
             f"Command: `{self.command}`",
@@ -131,6 +135,31 @@ class Report:
                 f"{_yes(max(g) >= CEILING_MB_S)} | {_opt(cpu)} | "
                 f"{_opt(cpu / self.floor_ms if cpu and self.floor_ms else None)} | "
                 f"{rss / MiB:.0f} |",
+                "",
+            ]
+        if ("metrics-on", "gateway") in self.uploads:
+            out += [
+                "### Metrics on and off: the discarding store, the same run, rounds alternating",
+                "",
+                "| metrics | MB/s best / median | CPU-ms/MB best / median "
+                "| median MB/s against off | median CPU-ms/MB against off |",
+                "|---|---|---|---|---|",
+            ]
+            off_rate = statistics.median(self._rates("metrics-off", "gateway"))
+            off_cpu = self._cpu_median("metrics-off")
+            for name, label in (("metrics-off", "off (`GATEWAY_METRICS=false`)"),
+                                ("metrics-on", "on, scraped every second")):
+                g = self._rates(name, "gateway")
+                cpu = self._cpu_median(name)
+                out.append(
+                    f"| {label} | {max(g):.0f} / {statistics.median(g):.0f} | "
+                    f"{_opt(self._cpu_ms(name))} / {cpu:.2f} | "
+                    f"{(statistics.median(g) / off_rate - 1) * 100:+.1f} % | "
+                    f"{(cpu / off_cpu - 1) * 100:+.1f} % |")
+            out += [
+                "",
+                "CPU time per MB is the steadier figure on a shared machine: throughput also "
+                "moves with whatever else runs.",
                 "",
             ]
         if self.sweep:

@@ -8,16 +8,19 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import keys, requestids
 from gateway.api import forwarded, setup_routes
 from gateway.auth import Authenticator
 from gateway.buffers import BufferPool
 from gateway.config import Settings
+from gateway.db.migrate import latest_version
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
 from gateway.loopwatch import HealthListener, LoopWatch
+from gateway.metrics import Metrics
+from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
@@ -29,8 +32,16 @@ MAX_HEADER_SIZE = 16 * 1024
 
 def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
-    outer = [m for m in (forwarded.middleware(settings.trusted_proxies),) if m is not None]
-    app = web.Application(middlewares=[*outer, error_middleware], handler_args={
+    metrics = Metrics() if settings.metrics else None
+    middlewares = [requestids.middleware(
+        lambda request: forwarded.peer_is_trusted(request, settings.trusted_proxies)
+    )]
+    if (client := forwarded.middleware(settings.trusted_proxies)) is not None:
+        middlewares.append(client)
+    if metrics is not None:
+        middlewares.append(metrics.middleware)  # sees the statuses errors.middleware renders
+    middlewares.append(error_middleware)
+    app = web.Application(middlewares=middlewares, handler_args={
         "max_field_size": MAX_HEADER_SIZE,
         "max_line_size": MAX_HEADER_SIZE,
         # After an answer to an unread body (refused upload, timeout), aiohttp reads and
@@ -39,11 +50,15 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
+    if metrics is not None:
+        app[keys.metrics] = metrics
+    app.on_response_prepare.append(requestids.on_response_prepare)
     app.cleanup_ctx.append(_loop_watch)  # stopped last
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
+    app.cleanup_ctx.append(_observed)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     return app
@@ -111,11 +126,24 @@ async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:
     async with DeletionWorker(app[keys.db], app[keys.store]).running() as worker:
         app[keys.deletions] = worker
         yield
+async def _observed(app: web.Application) -> AsyncIterator[None]:
+    """Readiness, and what the metrics read of the other resources when scraped."""
+    app[keys.readiness] = Readiness(app[keys.db], app[keys.store],
+                                    schema_needed=latest_version())
+    if (metrics := app.get(keys.metrics)) is not None:
+        metrics.watch(db=app[keys.db], store=app[keys.store], buffers=app[keys.buffers],
+                      uploads=app[keys.uploads].stats, deletions=app[keys.deletions],
+                      loop=app[keys.loop_watch])
+    yield
+
+
 async def _sweeper(app: web.Application) -> AsyncIterator[None]:
     """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
     settings = app[keys.settings]
+    metrics = app.get(keys.metrics)
     task = asyncio.create_task(
-        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds),
+        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds,
+                    metrics.sweep_done if metrics is not None else None),
         name="sweeper",
     )
     try:

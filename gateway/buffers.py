@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,9 @@ class BufferPool:
         self.used = 0
         self.peak = 0
         self.turned_away = 0
+        # Requests that had to wait for room, and the seconds spent waiting (metrics).
+        self.waits = 0
+        self.wait_seconds = 0.0
         self._free: dict[int, list[bytearray]] = {}
         self._free_bytes = 0
         self._waiters: collections.deque[_Waiter] = collections.deque()
@@ -104,6 +108,8 @@ class BufferPool:
         waiter = _Waiter(need, credit, slow)
         self._waiters.append(waiter)
         self._grant()  # it may fit where those before it do not
+        self.waits += 1
+        since = time.monotonic()
         try:
             async with asyncio.timeout(self.wait_timeout):
                 await waiter.future
@@ -116,6 +122,7 @@ class BufferPool:
                 self._give_back(need)  # granted just as we were cancelled
             raise
         finally:
+            self.wait_seconds += time.monotonic() - since
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
                 self._grant()  # a waiter that was in the way has left

@@ -38,12 +38,21 @@ def cmd_serve(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
-    from gateway.db.migrate import migrate
+    import asyncpg
+
+    from gateway.db.migrate import MigrationError, migrate
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
-    _run(migrate(settings.database_url))
-    print("schema is up to date")
+    try:
+        report = _run(migrate(settings.database_url))
+    except MigrationError as exc:
+        print(f"gateway: migration failed: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        print(f"gateway: cannot migrate the database: {exc}", file=sys.stderr)
+        return 1
+    print(report)
     return 0
 
 
@@ -94,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes sharing the port (default GATEWAY_WORKERS, 1)",
     )
     serve.set_defaults(func=cmd_serve)
-    sub.add_parser("migrate", help="apply schema.sql (idempotent)").set_defaults(func=cmd_migrate)
+    sub.add_parser(
+        "migrate", help="apply the numbered schema migrations not applied yet (safe to repeat)"
+    ).set_defaults(func=cmd_migrate)
     dev = sub.add_parser(
         "dev", help="PostgreSQL, a local S3 server and the gateway in one data folder"
     )

@@ -122,6 +122,9 @@ class Settings:
     s3_connect_timeout: float = 10.0
     s3_read_timeout: float = 60.0
     s3_max_attempts: int = 4
+    # An S3 call (all its attempts) fails after this long without progress (no piece of its
+    # body taken, no answer): a frozen S3 is a 503 in bounded time, a slow one still finishes.
+    s3_request_deadline: float = 30.0
     db_pool_min: int = 2
     db_pool_max: int = 20
     db_acquire_timeout: float = 10.0
@@ -142,6 +145,9 @@ class Settings:
     workers: int = 1
     log_level: str = "INFO"
     allow_guest_pull: bool = False
+    # Prometheus metrics at /metrics; with a token, a scrape must send it as a Bearer token.
+    metrics: bool = True
+    metrics_token: str | None = field(default=None, repr=False)
     # A port on which a thread answers /-/health even while the event loop is stalled (with
     # several workers, worker n listens on this port + n); None: no such listener.
     health_port: int | None = None
@@ -173,6 +179,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_S3_CONNECT_TIMEOUT": ("s3_connect_timeout", parse_float),
     "GATEWAY_S3_READ_TIMEOUT": ("s3_read_timeout", parse_float),
     "GATEWAY_S3_MAX_ATTEMPTS": ("s3_max_attempts", parse_int),
+    "GATEWAY_S3_REQUEST_DEADLINE": ("s3_request_deadline", parse_float),
     "GATEWAY_DB_POOL_MIN": ("db_pool_min", parse_int),
     "GATEWAY_DB_POOL_MAX": ("db_pool_max", parse_int),
     "GATEWAY_DB_ACQUIRE_TIMEOUT": ("db_acquire_timeout", parse_float),
@@ -189,6 +196,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
     "GATEWAY_INSTANCE_ID": ("instance_id", str),
+    "GATEWAY_METRICS": ("metrics", parse_bool),
+    "GATEWAY_METRICS_TOKEN": ("metrics_token", str),
     "GATEWAY_HEALTH_PORT": ("health_port", parse_int),
     "GATEWAY_LOOP_STALL_SECONDS": ("loop_stall_seconds", parse_float),
 }
@@ -250,6 +259,10 @@ def validate(s: Settings) -> None:
             raise bad(attr, "must be above 0 seconds")
     if s.max_connections < 1:
         raise bad("max_connections", "must be at least 1")
+    if s.s3_request_deadline <= 0:
+        raise bad("s3_request_deadline", "must be more than 0 seconds")
+    if s.metrics_token is not None and len(s.metrics_token) < 16:
+        raise bad("metrics_token", "must be at least 16 characters (a random secret)")
     if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):
         raise bad("db_pool_max", "must be at least 1 and at least GATEWAY_DB_POOL_MIN")
 

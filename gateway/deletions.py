@@ -1,6 +1,6 @@
 """The object deletion queue: removes from the bucket the objects whose rows are gone.
 
-Rows are deleted and their objects queued in one transaction (schema.sql's trigger on
+Rows are deleted and their objects queued in one transaction (the schema's trigger on
 ``package_files``), so a committed delete always leaves a queue entry and a rolled-back one
 leaves none. Every gateway runs one worker: it claims due entries with ``FOR UPDATE SKIP
 LOCKED`` (instances never wait for each other nor delete the same entry twice), deletes each
@@ -49,6 +49,9 @@ class DeletionWorker:
         self.delete_timeout = delete_timeout
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        # Objects deleted, and attempts that failed and were postponed (metrics).
+        self.deleted = 0
+        self.failed = 0
 
     def wake(self) -> None:
         """Drain now rather than at the next poll (called after a delete commits)."""
@@ -70,7 +73,9 @@ class DeletionWorker:
             for entry, error in zip(entries, results, strict=True):
                 if error is None:
                     await q.finish_object_deletion(conn, entry["id"])
+                    self.deleted += 1
                 else:
+                    self.failed += 1
                     attempts = entry["attempts"] + 1
                     delay = self.backoff(attempts)
                     log.warning("deleting object %s failed (attempt %d), retry in %.0fs: %s",

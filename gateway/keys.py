@@ -11,6 +11,8 @@ from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
 from gateway.loopwatch import LoopWatch
+from gateway.metrics import Metrics, WorkerPeers
+from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.uploads import UploadContext
 
@@ -22,4 +24,8 @@ hash_pools = web.AppKey("hash_pools", HashPools)
 buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
 deletions = web.AppKey("deletions", DeletionWorker)
+metrics = web.AppKey("metrics", Metrics)  # absent with GATEWAY_METRICS=false
+# Set by `gateway serve --workers N`: where the other workers answer their metrics.
+worker_peers = web.AppKey("worker_peers", WorkerPeers)
+readiness = web.AppKey("readiness", Readiness)
 loop_watch = web.AppKey("loop_watch", LoopWatch)

@@ -8,24 +8,28 @@ asyncio's records and tracebacks included.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
 import time
 from typing import Any
 
 import orjson
-from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web import BaseRequest, StreamResponse
+from aiohttp.web import BaseRequest, RequestKey, StreamResponse
 
 from gateway.redact import REDACTED, is_credential_param, redact_text
 
 _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 # Where an access-log line finds the client address a trusted proxy reported (api/forwarded.py).
-CLIENT_ADDRESS = web.RequestKey("client_address", str)
+CLIENT_ADDRESS = RequestKey("client_address", str)
 # Where the HTTP edge leaves the kind of a refused request for the access log (edge.py).
-REFUSED = web.RequestKey("refused", str)
+REFUSED = RequestKey("refused", str)
+# The id of the request being handled (gateway/requestids.py): on every line written for it.
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+# Where the access log finds it (its line is written once the request's context is gone).
+REQUEST_ID = RequestKey("request_id", str)
 
 
 class JsonFormatter(logging.Formatter):
@@ -37,6 +41,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        if (rid := request_id.get()) is not None:
+            line["request_id"] = rid
         line.update({k: v for k, v in vars(record).items() if k not in _STD})
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
@@ -116,6 +122,7 @@ class AccessLogger(AbstractAccessLogger):
             "bytes_in": request.content_length,
             "ms": round(duration * 1000, 1),
             "remote": request.get(CLIENT_ADDRESS) or request.remote,
+            "request_id": request.get(REQUEST_ID),
         }
         refused = request.get(REFUSED)
         if refused is not None:

@@ -15,14 +15,19 @@ import gc
 import logging
 import os
 import signal
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.edge import EdgeLimits, EdgeRunner, ensure_file_limit
 from gateway.logs import AccessLogger
+from gateway.metrics import Metrics, WorkerPeers, worker_app
 from gateway.storage import ObjectStore
 
 log = logging.getLogger("gateway.server")
@@ -78,9 +83,14 @@ class InFlight:
             await asyncio.wait(tasks, timeout=grace)
 
 
-async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: bool) -> None:
+async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: bool,
+                 peers: WorkerPeers | None = None) -> None:
     app = create_app(settings, store=store)
     app.on_startup.append(_freeze_startup_objects)
+    if peers is not None and keys.metrics in app:
+        # Each worker answers its siblings' scrapes on its own socket (gateway/metrics.py).
+        app[keys.worker_peers] = peers
+        app.cleanup_ctx.append(_worker_metrics_socket(app[keys.metrics], peers))
     in_flight = InFlight()
     app.middlewares.append(in_flight.middleware)
     ensure_file_limit(settings.max_connections)
@@ -124,14 +134,28 @@ def serve(settings: Settings, *, store: ObjectStore | None = None) -> None:
     _supervise(settings, store)
 
 
-def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: bool) -> None:
+def _serve_one(settings: Settings, store: ObjectStore | None, *, reuse_port: bool,
+               peers: WorkerPeers | None = None) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover
         uvloop = None
     if uvloop is not None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(_serve(settings, store, reuse_port=reuse_port))
+    asyncio.run(_serve(settings, store, reuse_port=reuse_port, peers=peers))
+
+
+def _worker_metrics_socket(metrics: Metrics, peers: WorkerPeers) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        runner = web.AppRunner(worker_app(metrics), access_log=None, handle_signals=False)
+        await runner.setup()
+        await web.UnixSite(runner, str(peers.own_socket)).start()
+        try:
+            yield
+        finally:
+            await runner.cleanup()
+
+    return ctx
 
 
 async def _freeze_startup_objects(app: web.Application) -> None:
@@ -143,6 +167,12 @@ async def _freeze_startup_objects(app: web.Application) -> None:
 
 
 def _supervise(settings: Settings, store: ObjectStore | None) -> None:
+    # The workers' metrics sockets, private to this user, gone with the supervisor.
+    with tempfile.TemporaryDirectory(prefix="packgate-workers-") as folder:
+        _run_workers(settings, store, Path(folder))
+
+
+def _run_workers(settings: Settings, store: ObjectStore | None, folder: Path) -> None:
     children: dict[int, int] = {}  # pid -> worker number
     for n in range(settings.workers):
         pid = os.fork()
@@ -157,7 +187,7 @@ def _supervise(settings: Settings, store: ObjectStore | None) -> None:
                     health_port=None if settings.health_port is None
                     else settings.health_port + n,
                 )
-                _serve_one(own, store, reuse_port=True)
+                _serve_one(own, store, reuse_port=True, peers=WorkerPeers(folder, n))
                 code = 0
             except BaseException:
                 log.exception("worker %d failed", n)

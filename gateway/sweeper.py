@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.config import Settings
@@ -112,18 +113,27 @@ def sweep_interval(stale_seconds: float) -> float:
     return max(0.5, min(60.0, stale_seconds / 4))
 
 
-async def run_sweeper(db: Database, store: ObjectStore, stale_seconds: float) -> None:
-    """Sweep forever; outages are logged and the next round tries again."""
+async def run_sweeper(
+    db: Database,
+    store: ObjectStore,
+    stale_seconds: float,
+    on_report: Callable[[SweepReport | None], None] | None = None,
+) -> None:
+    """Sweep forever; outages are logged and the next round tries again. ``on_report`` gets
+    each round's report, or None for a round that could not run (the metrics count them)."""
     interval = sweep_interval(stale_seconds)
     while True:
         # Jitter keeps instances started together from contending for the lock each round.
         await asyncio.sleep(interval * random.uniform(0.8, 1.2))
+        report: SweepReport | None = None
         try:
-            await sweep_stale_uploads(db, store, stale_seconds)
+            report = await sweep_stale_uploads(db, store, stale_seconds)
         except ServiceUnavailable as exc:
             log.warning("sweep skipped: %s", exc.message)
         except Exception:
             log.exception("sweep failed")
+        if on_report is not None:
+            on_report(report)
 
 
 async def sweep_once(settings: Settings, *, dry_run: bool = False) -> str:

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.buffers import BufferBusy, BufferPool
@@ -40,6 +40,7 @@ _PARTS_PER_STEP = 1_000
 # 10 doubling steps hold 1,023 x 1,000 first parts: below 5.2 MiB they fall short of 5 TiB, so
 # an unknown length never starts below this (6 MiB: 6 TiB in all).
 _UNKNOWN_MIN_BASE = -(-MAX_OBJECT_SIZE // (1_023 * _PARTS_PER_STEP * MiB)) * MiB
+_CLEANUP_TIMEOUT = 10.0
 
 
 def part_size_for(part_number: int, size: int | None, base: int) -> int:
@@ -73,6 +74,14 @@ def check_declared_size(content_length: int | None, max_file_size: int) -> None:
         raise FileTooLarge()
 
 
+@dataclass(slots=True)
+class UploadStats:
+    """What one process's uploads are doing now, as plain counts the metrics read."""
+
+    in_progress: int = 0
+    parts_in_flight: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class StoredObject:
     key: str
@@ -90,10 +99,14 @@ class UploadLimits:
     part_size: int
     parts_in_flight: int
     body_read_timeout: float
+    # Cleaning up after a failure waits at most this long (S3 may be the failure); what is
+    # left then is the sweeper's, so the client's error is not held up.
+    cleanup_timeout: float = _CLEANUP_TIMEOUT
 
     @classmethod
     def from_settings(cls, s: Settings) -> UploadLimits:
-        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout)
+        return cls(s.max_file_size, s.part_size, s.parts_in_flight, s.body_read_timeout,
+                   min(_CLEANUP_TIMEOUT, s.s3_request_deadline))
 
 
 # An upload takes a part buffer only once this much of the part has arrived (or the body has
@@ -294,9 +307,11 @@ class _Upload:
 
     def __init__(self, body: BodyStream, store: ObjectStore, key: str, size: int | None,
                  limits: UploadLimits, buffers: BufferPool, pools: HashPools,
-                 on_multipart: Callable[[str], Awaitable[None]] | None) -> None:
+                 on_multipart: Callable[[str], Awaitable[None]] | None,
+                 stats: UploadStats) -> None:
         self.store, self.key, self.size, self.limits = store, key, size, limits
         self.buffers, self.pools, self.on_multipart = buffers, pools, on_multipart
+        self.stats = stats
         self.reader = PartReader(body, buffers, limits.body_read_timeout)
         self.hasher = Hasher(pools)
         self.sink: PartSink | None = None
@@ -358,8 +373,12 @@ class _Upload:
 
     async def _send(self, number: int, part: Part, hashed: asyncio.Future[None]) -> None:
         assert self.sink is not None
-        crc = await self.pools.crc32(part.view)
-        await self.sink.write_part(number, part.view, crc)
+        self.stats.parts_in_flight += 1
+        try:
+            crc = await self.pools.crc32(part.view)
+            await self.sink.write_part(number, part.view, crc)
+        finally:
+            self.stats.parts_in_flight -= 1
         await hashed
         self._give_back(part)
 
@@ -382,9 +401,8 @@ class _Upload:
             task.cancel()
         await asyncio.gather(*self.in_flight, return_exceptions=True)
         await self.hasher.cancel()
-        await asyncio.shield(
-            _clean_up(self.store, self.key, self.sink, self.reached_store, on_cleaned)
-        )
+        await asyncio.shield(_clean_up(self.store, self.key, self.sink, self.reached_store,
+                                       on_cleaned, self.limits.cleanup_timeout))
 
     def release_all(self, *, ok: bool) -> None:
         for part in self.held.values():
@@ -409,6 +427,7 @@ async def stream_to_store(
     pools: HashPools,
     on_multipart: Callable[[str], Awaitable[None]] | None = None,
     on_cleaned: Callable[[], Awaitable[None]] | None = None,
+    stats: UploadStats | None = None,
 ) -> StoredObject:
     """Stream ``body`` into ``key``; the object exists only if this returns.
 
@@ -416,7 +435,8 @@ async def stream_to_store(
     ``on_cleaned`` runs after a failure once nothing is left in the store (when the store
     cannot be reached, it does not run, and the sweeper finishes the job later).
     """
-    upload = _Upload(body, store, key, size, limits, buffers, pools, on_multipart)
+    upload = _Upload(body, store, key, size, limits, buffers, pools, on_multipart,
+                     stats or UploadStats())
     ok = False
     try:
         while (part := await upload.next_part()) is not None:
@@ -439,19 +459,22 @@ async def _clean_up(
     sink: PartSink | None,
     reached_store: bool,
     on_cleaned: Callable[[], Awaitable[None]] | None,
+    timeout: float,
 ) -> None:
     try:
-        if sink is not None:
-            await sink.abort()
-        elif reached_store:
-            # A PutObject or CreateMultipartUpload may have reached S3 even though its answer
-            # did not reach us (a timeout): remove what it may have made.
-            await store.delete(key)
-            for upload in await store.list_open_uploads(prefix=key):
-                if upload.key == key:
-                    await store.abort_upload(key, upload.upload_id)
+        async with asyncio.timeout(timeout):
+            if sink is not None:
+                await sink.abort()
+            elif reached_store:
+                # A PutObject or CreateMultipartUpload may have reached S3 even though its
+                # answer did not reach us (a timeout): remove what it may have made.
+                await store.delete(key)
+                for upload in await store.list_open_uploads(prefix=key):
+                    if upload.key == key:
+                        await store.abort_upload(key, upload.upload_id)
     except Exception as exc:
-        log.warning("could not clean up %s now, the sweeper will: %s", key, exc)
+        log.warning("could not clean up %s now, the sweeper will: %s", key,
+                    str(exc) or type(exc).__name__)
         return
     if on_cleaned is not None:
         try:
@@ -504,6 +527,7 @@ class UploadContext:
     limits: UploadLimits
     instance: str
     heartbeat_interval: float
+    stats: UploadStats = field(default_factory=UploadStats)
 
 
 async def receive(
@@ -529,18 +553,23 @@ async def receive(
         async with ctx.db.connection() as conn:
             await q.delete_pending_upload(conn, key)
 
-    async with Heartbeat(beat, ctx.heartbeat_interval):
-        stored = await stream_to_store(
-            body,
-            ctx.store,
-            key,
-            size=size,
-            limits=ctx.limits,
-            buffers=ctx.buffers,
-            pools=ctx.pools,
-            on_multipart=record_upload_id,
-            on_cleaned=drop_pending,
-        )
+    ctx.stats.in_progress += 1
+    try:
+        async with Heartbeat(beat, ctx.heartbeat_interval):
+            stored = await stream_to_store(
+                body,
+                ctx.store,
+                key,
+                size=size,
+                limits=ctx.limits,
+                buffers=ctx.buffers,
+                pools=ctx.pools,
+                on_multipart=record_upload_id,
+                on_cleaned=drop_pending,
+                stats=ctx.stats,
+            )
+    finally:
+        ctx.stats.in_progress -= 1
     log.info(
         "upload stored",
         extra={

@@ -43,6 +43,7 @@ from tests.conftest import (
 from tests.faults.checks import assert_consistent, store_state, wait_for
 from tests.faults.proxy import FaultyS3Proxy
 from tests.faults.rawhttp import RawUpload, put_head
+from tests.faults.throttle import ThrottledProxy
 
 STALE = 2  # GATEWAY_STALE_UPLOAD_SECONDS in these tests
 # Long enough for the sweeper to have run after a stale window, with room for a slow machine.
@@ -54,6 +55,7 @@ FAST = {
     "s3_connect_timeout": 1.0,
     "s3_read_timeout": 2.0,
     "s3_max_attempts": 2,
+    "s3_request_deadline": 3.0,
     "db_acquire_timeout": 2.0,
     "db_statement_timeout": 5.0,
 }
@@ -477,6 +479,55 @@ async def test_s3_frozen_mid_upload_answers_503_and_nothing_is_left_after_it_tha
     ok = await client.put(path(world, "after.bin"), data=after, headers=dev(world))
     assert ok.status == 201  # same app, no restart
     await assert_consistent(world.conn, s3, settings.s3_bucket, [sha(after)], within=SETTLE)
+
+
+# What the README promises a client when S3 freezes, at default settings, and the margin a busy
+# test machine may need on top: a bound on behaviour, not a performance figure.
+FROZEN_S3_BOUND = 60.0
+MARGIN = 30.0
+
+
+async def test_s3_frozen_at_default_settings_answers_503_within_the_bound_and_leaves_nothing(
+    aiohttp_client, own_moto: MotoServer, settings: Settings, world: World
+) -> None:
+    defaults = Settings()
+    s3 = s3_client(own_moto.endpoint_url)
+    s3.create_bucket(Bucket=settings.s3_bucket)
+    # Default S3 waits; only the stale window is short, so the sweeper finishes soon after.
+    cfg = settings.with_overrides(s3_endpoint_url=own_moto.endpoint_url, stale_upload_seconds=STALE)
+    for name in ("s3_connect_timeout", "s3_read_timeout", "s3_max_attempts",
+                 "s3_request_deadline", "part_size"):
+        assert getattr(cfg, name) == getattr(defaults, name)
+    client = await aiohttp_client(create_app(cfg))
+    own_moto.pause()
+    try:
+        resp = await asyncio.wait_for(
+            client.put(path(world), data=os.urandom(MiB), headers=dev(world)),
+            FROZEN_S3_BOUND + MARGIN,
+        )
+        assert resp.status == 503
+        assert await resp.json() == {
+            "message": "503 Service Unavailable - object storage is unavailable"
+        }
+    finally:
+        own_moto.resume()
+    # The PutObject may still be carried out once S3 thaws: the sweeper removes it.
+    await assert_consistent(world.conn, s3, cfg.s3_bucket, [], within=SETTLE)
+
+
+async def test_slow_s3_still_finishes_parts_that_take_longer_than_the_deadline(
+    aiohttp_client, settings: Settings, world: World, s3, s3_endpoint: str
+) -> None:
+    # 16 MiB parts at 2 MiB/s take 8 s each, but bytes keep moving: a deadline of 5 s without
+    # progress never fires.
+    async with ThrottledProxy(s3_endpoint, bytes_per_second=2 * MiB) as proxy:
+        cfg = settings.with_overrides(s3_endpoint_url=proxy.endpoint_url, s3_request_deadline=5.0,
+                                      part_size=16 * MiB, parts_in_flight=1)
+        client = await aiohttp_client(create_app(cfg))
+        body = os.urandom(20 * MiB)
+        resp = await client.put(path(world), data=body, headers=dev(world))
+        assert resp.status == 201
+    await assert_consistent(world.conn, s3, cfg.s3_bucket, [sha(body)])
 
 
 async def test_s3_failing_every_third_part_is_retried_and_every_file_is_intact(

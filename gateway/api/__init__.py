@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.api import (
     generic_packages,
     groups,
     health,
     members,
+    metrics,
     package_settings,
     project_packages,
     projects,
@@ -58,6 +60,8 @@ def setup_routes(app: web.Application) -> None:
     # Operations (no authentication).
     r.add_get("/-/health", health.live)
     r.add_get("/-/readiness", health.ready)
+    if app[keys.settings].metrics:
+        r.add_get("/metrics", metrics.scrape)  # GATEWAY_METRICS_TOKEN, if set
 
 
 _V4 = "/api/v4"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -81,6 +82,8 @@ class RequestBody:
         self._request = request
         self._content = request.content
         self._watchdog: asyncio.Task[None] | None = None
+        metrics = request.app.get(keys.metrics)
+        self._received = metrics.upload_bytes if metrics is not None else None
 
     async def __aenter__(self) -> RequestBody:
         self._watchdog = asyncio.create_task(self._watch())
@@ -131,6 +134,8 @@ class RequestBody:
             raise BrokenBody(_describe(exc, chunked=self._chunked())) from exc
         if not chunk and (exc := _framing_error(self._request)) is not None:
             raise BrokenBody(_describe(exc, chunked=self._chunked()))
+        if self._received is not None:
+            self._received.inc(len(chunk))
         return chunk
 
     def _chunked(self) -> bool:
@@ -171,6 +176,7 @@ async def put_file(request: web.Request) -> web.Response:
     await packages.check_duplicate(app[keys.db], access.project_id, target)
 
     await _send_continue(request)
+    started = time.monotonic()
     async with RequestBody(request) as body:
         stored = await uploads.receive(
             app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
@@ -179,6 +185,8 @@ async def put_file(request: web.Request) -> web.Response:
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id,
     )
+    if (metrics := app.get(keys.metrics)) is not None:
+        metrics.upload_stored(stored.size, time.monotonic() - started)
     if select == "package_file":
         return json_response(package_file_record(row), 200)
     return json_response({"message": "201 Created"}, 201)
@@ -226,7 +234,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     url = await store.download_url(
         row["object_key"], headers["Content-Disposition"], settings.presign_expires
     )
+    metrics = app.get(keys.metrics)
     if url is not None:
+        if metrics is not None:
+            metrics.download_bytes.labels("redirect").inc(row["size"])
         return web.Response(
             status=302,
             headers={
@@ -246,10 +257,15 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers=headers)
     response.content_length = row["size"]
     await response.prepare(request)
+    sent = metrics.download_bytes.labels("proxy") if metrics is not None else None
     if first:
         await response.write(first)
+        if sent is not None:
+            sent.inc(len(first))
     async for chunk in chunks:
         await response.write(chunk)
+        if sent is not None:
+            sent.inc(len(chunk))
     await response.write_eof()
     return response
 

@@ -17,6 +17,7 @@ async def live(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    """Ready when PostgreSQL answers; otherwise a JSON 503, so the balancer skips us."""
-    await request.app[keys.db].ping()
+    """Ready when PostgreSQL (migrated) and S3 answer; otherwise a JSON 503 naming what is not,
+    so the balancer skips us (gateway/readiness.py: cached briefly)."""
+    await request.app[keys.readiness].check()
     return json_response({"status": "ok"})

@@ -350,7 +350,7 @@ async def list_package_files(
 
 # --- deletion -------------------------------------------------------------------------------
 # Deleting a package_files row (directly or by cascade) queues its object in object_deletions
-# in the same transaction (schema.sql's trigger); the deletion worker empties the queue.
+# in the same transaction (the schema's trigger); the deletion worker empties the queue.
 
 DELETE_PACKAGE = "DELETE FROM packages WHERE id = $1 RETURNING id"
 DELETE_PACKAGE_FILE = """

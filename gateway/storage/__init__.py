@@ -96,3 +96,6 @@ class ObjectStore(Protocol):
 
     async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         """Multipart uploads neither completed nor aborted (of keys starting with ``prefix``)."""
+
+    async def check(self) -> None:
+        """Raises StorageUnavailable unless the store answers now (readiness)."""

@@ -89,6 +89,9 @@ class MemoryStore:
     async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         return [OpenUpload(key, uid) for uid, key in self.uploads.items() if key.startswith(prefix)]
 
+    async def check(self) -> None:
+        """Always there."""
+
 
 class NullStore(MemoryStore):
     """Accepts every byte and keeps none: the gateway's own ceiling, without S3's cost."""

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from typing import Any
 
 from aiobotocore.config import AioConfig
@@ -31,24 +32,58 @@ log = logging.getLogger("gateway.storage.s3")
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _READ_CHUNK = 1024 * 1024
-# aiohttp arms its read timeout only once a request body is sent, so a server that stops
-# reading (frozen, or a black-holed network) would hold a part upload forever. A call that
-# sends a body therefore gets an overall deadline: per attempt the connect and read timeouts
-# plus the body at this floor rate, and botocore's largest backoffs between attempts.
-_MIN_SEND_RATE = 1024 * 1024  # bytes per second
-_MAX_BACKOFF = 20.0
+# A part body is handed to the connection this much at a time; each piece taken is progress.
+_WRITE_CHUNK = 1024 * 1024
+# CompleteMultipartUpload of many parts may take S3 a while to assemble (AWS keeps the
+# connection alive meanwhile): its deadline grows by this much per part.
+_COMPLETE_SECONDS_PER_PART = 0.01
 
 
-@dataclass(frozen=True, slots=True)
-class _Deadlines:
-    connect: float
-    read: float
-    attempts: int
+class _CallDeadline:
+    """The deadline of one S3 call, all its attempts together: it fails (TimeoutError) once the
+    call has gone ``window`` seconds without progress, meaning a piece of its body taken by
+    the connection or an answer from S3 (a retried error counts: that server is alive).
 
-    def for_body(self, size: int) -> float:
-        per_attempt = self.connect + self.read + size / _MIN_SEND_RATE
-        backoff = sum(min(2.0**i, _MAX_BACKOFF) for i in range(self.attempts - 1))
-        return self.attempts * per_attempt + backoff
+    A frozen or black-holed server so fails within the window, while a slow but live one still
+    finishes parts of any size: an upload is cut only when less than ``_WRITE_CHUNK`` bytes of
+    its body move in a whole window. botocore's per-attempt connect and read timeouts still
+    apply inside it. The deadline is found by the body and by the answer hook through a
+    context variable, as both run inside the call's task (or a task it started).
+    """
+
+    __slots__ = ("_loop", "_timeout", "_token", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._loop = asyncio.get_running_loop()
+        self._timeout = asyncio.timeout(window)
+        self._token: contextvars.Token[_CallDeadline | None] | None = None
+
+    def progress(self) -> None:
+        self._timeout.reschedule(self._loop.time() + self.window)
+
+    async def __aenter__(self) -> _CallDeadline:
+        await self._timeout.__aenter__()
+        self._token = _current_call.set(self)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> bool | None:
+        assert self._token is not None
+        _current_call.reset(self._token)
+        return await self._timeout.__aexit__(*exc)
+
+
+_current_call: contextvars.ContextVar[_CallDeadline | None] = contextvars.ContextVar(
+    "s3_call_deadline", default=None
+)
+
+
+def _answer_received(**_: Any) -> None:
+    """botocore's ``response-received`` event, after every attempt."""
+    if (call := _current_call.get()) is not None:
+        call.progress()
+
+
 # A presigned URL is handed out again for at most this long (and a tenth of its lifetime), so
 # every URL a client gets stays valid for at least 90% of GATEWAY_PRESIGN_EXPIRES. Signing costs
 # more than the rest of a redirect; a busy file is asked for many times a second.
@@ -70,15 +105,30 @@ def _b64crc(crc32: int) -> str:
 class _PartBody(BytesPayload):
     """A part as aiohttp's request body, without a copy: aiohttp slices a bytearray body to its
     length (a copy of every part) but a memoryview for free. botocore rewinds a body before it
-    retries; a whole part in memory is simply sent again, so rewinding is a no-op."""
+    retries; a whole part in memory is simply sent again, so rewinding is a no-op. The body is
+    written a piece at a time, each piece taken by the connection being progress of its call."""
+
+    def __init__(self, value: memoryview, *, call: _CallDeadline | None) -> None:
+        super().__init__(value, content_type="application/octet-stream")
+        self._call = call
 
     def seek(self, offset: int, whence: int = 0) -> int:
         return 0
 
+    async def write(self, writer: Any) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: Any, content_length: int | None) -> None:
+        view = self._value if content_length is None else self._value[:content_length]
+        for start in range(0, len(view), _WRITE_CHUNK):
+            await writer.write(view[start : start + _WRITE_CHUNK])
+            if self._call is not None:
+                self._call.progress()
+
 
 def _body(data: memoryview) -> _PartBody:
     flat = data.cast("B") if data.format != "B" or data.ndim != 1 else data
-    return _PartBody(flat, content_type="application/octet-stream")
+    return _PartBody(flat, call=_current_call.get())
 
 
 def _is_missing(exc: ClientError) -> bool:
@@ -88,18 +138,29 @@ def _is_missing(exc: ClientError) -> bool:
 
 
 @contextlib.contextmanager
-def translate_errors(action: str) -> Iterator[None]:
-    """Backend errors become the interface's: missing → ObjectNotFound, the rest → 503."""
+def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterator[None]:
+    """Backend errors become the interface's: missing → ObjectNotFound, the rest → 503
+    (counted by action in ``errors``, for the metrics)."""
     try:
         yield
     except ClientError as exc:
         if _is_missing(exc):
             raise ObjectNotFound(action) from exc
         log.warning("s3 %s failed: %s", action, exc)
+        if errors is not None:
+            errors[action] += 1
         raise StorageUnavailable() from exc
     except (TimeoutError, BotoCoreError, OSError) as exc:
-        log.warning("s3 %s failed: %s", action, exc)
+        log.warning("s3 %s failed: %s", action, _describe(exc))
+        if errors is not None:
+            errors[action] += 1
         raise StorageUnavailable() from exc
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) and not str(exc):
+        return "no progress within GATEWAY_S3_REQUEST_DEADLINE"
+    return str(exc) or type(exc).__name__
 
 
 class S3Sink:
@@ -114,18 +175,17 @@ class S3Sink:
 
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
         checksum = _b64crc(crc32)
-        with translate_errors("upload_part"):
-            async with self._store.deadline(len(data)):
-                resp = await self._store.client.upload_part(
-                    Bucket=self._store.bucket,
-                    Key=self.key,
-                    UploadId=self.upload_id,
-                    PartNumber=number,
-                    Body=_body(data),
-                    ContentLength=len(data),
-                    ChecksumAlgorithm="CRC32",
-                    ChecksumCRC32=checksum,
-                )
+        async with self._store.call("upload_part"):
+            resp = await self._store.client.upload_part(
+                Bucket=self._store.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                PartNumber=number,
+                Body=_body(data),
+                ContentLength=len(data),
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=checksum,
+            )
         # Some servers (rclone) do not echo the checksum: send the one computed here.
         self._parts[number] = {
             "PartNumber": number, "ETag": resp["ETag"], "ChecksumCRC32": checksum
@@ -133,7 +193,8 @@ class S3Sink:
 
     async def commit(self) -> None:
         try:
-            with translate_errors("complete_multipart_upload"):
+            extra = len(self._parts) * _COMPLETE_SECONDS_PER_PART
+            async with self._store.call("complete_multipart_upload", extra=extra):
                 await self._store.client.complete_multipart_upload(
                     Bucket=self._store.bucket,
                     Key=self.key,
@@ -158,17 +219,24 @@ class S3Store:
     name = "s3"
 
     def __init__(self, client: Any, presign_client: Any, bucket: str, proxy: bool,
-                 deadlines: _Deadlines | None = None) -> None:
+                 request_deadline: float = 30.0) -> None:
         self.client = client
         self._presign = presign_client
         self.bucket = bucket
         self._proxy = proxy
-        self._deadlines = deadlines or _Deadlines(10.0, 60.0, 4)
+        self.request_deadline = request_deadline
         self._urls: dict[tuple[str, str, int], tuple[float, str]] = {}
+        # Failed calls by action (the metrics read it).
+        self.errors: Counter[str] = Counter()
+        client.meta.events.register("response-received.s3", _answer_received)
 
-    def deadline(self, size: int) -> asyncio.Timeout:
-        """The overall deadline of one call that sends ``size`` bytes (retries included)."""
-        return asyncio.timeout(self._deadlines.for_body(size))
+    @contextlib.asynccontextmanager
+    async def call(self, action: str, *, extra: float = 0.0) -> AsyncIterator[None]:
+        """One S3 call: its errors translated, and a deadline of ``GATEWAY_S3_REQUEST_DEADLINE``
+        seconds without progress (plus ``extra``) over all its attempts."""
+        with translate_errors(action, self.errors):
+            async with _CallDeadline(self.request_deadline + extra):
+                yield
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -205,15 +273,12 @@ class S3Store:
                 presign = await stack.enter_async_context(
                     session.create_client("s3", endpoint_url=public, **common)
                 )
-            deadlines = _Deadlines(
-                settings.s3_connect_timeout, settings.s3_read_timeout, settings.s3_max_attempts
-            )
             yield cls(client, presign, settings.s3_bucket, settings.download_mode == "proxy",
-                      deadlines)
+                      settings.s3_request_deadline)
 
     async def ensure_bucket(self) -> None:
         """Create the bucket if it is missing (development and tests)."""
-        with translate_errors("create_bucket"):
+        async with self.call("create_bucket"):
             try:
                 await self.client.head_bucket(Bucket=self.bucket)
             except ClientError as exc:
@@ -221,20 +286,27 @@ class S3Store:
                     raise
                 await self.client.create_bucket(Bucket=self.bucket)
 
+    async def check(self) -> None:
+        """Raises StorageUnavailable unless the bucket answers (HeadBucket)."""
+        try:
+            async with self.call("head_bucket"):
+                await self.client.head_bucket(Bucket=self.bucket)
+        except ObjectNotFound:
+            raise StorageUnavailable("the bucket does not exist") from None
+
     async def put_object(self, key: str, data: memoryview, crc32: int) -> None:
-        with translate_errors("put_object"):
-            async with self.deadline(len(data)):
-                await self.client.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=_body(data),
-                    ContentLength=len(data),
-                    ChecksumAlgorithm="CRC32",
-                    ChecksumCRC32=_b64crc(crc32),
-                )
+        async with self.call("put_object"):
+            await self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=_body(data),
+                ContentLength=len(data),
+                ChecksumAlgorithm="CRC32",
+                ChecksumCRC32=_b64crc(crc32),
+            )
 
     async def open_sink(self, key: str) -> S3Sink:
-        with translate_errors("create_multipart_upload"):
+        async with self.call("create_multipart_upload"):
             resp = await self.client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32"
             )
@@ -242,7 +314,7 @@ class S3Store:
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         try:
-            with translate_errors("abort_multipart_upload"):
+            async with self.call("abort_multipart_upload"):
                 await self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload_id
                 )
@@ -250,7 +322,7 @@ class S3Store:
             pass
 
     async def stat(self, key: str) -> ObjectInfo:
-        with translate_errors("head_object"):
+        async with self.call("head_object"):
             resp = await self.client.head_object(Bucket=self.bucket, Key=key)
         return ObjectInfo(key, resp["ContentLength"])
 
@@ -280,23 +352,25 @@ class S3Store:
         return url
 
     async def read(self, key: str) -> AsyncIterator[bytes]:
-        with translate_errors("get_object"):
+        async with self.call("get_object"):
             resp = await self.client.get_object(Bucket=self.bucket, Key=key)
         async with resp["Body"] as body:
-            with translate_errors("get_object"):
+            # Each read of the body waits at most GATEWAY_S3_READ_TIMEOUT.
+            with translate_errors("get_object", self.errors):
                 async for chunk in body.iter_chunks(_READ_CHUNK):
                     yield chunk
 
     async def delete(self, key: str) -> None:
         try:
-            with translate_errors("delete_object"):
+            async with self.call("delete_object"):
                 await self.client.delete_object(Bucket=self.bucket, Key=key)
         except ObjectNotFound:
             pass
 
     async def list_keys(self) -> list[str]:
         keys: list[str] = []
-        with translate_errors("list_objects_v2"):
+        # Each page is an answer: the deadline is one of no page arriving.
+        async with self.call("list_objects_v2"):
             paginator = self.client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket):
                 keys.extend(o["Key"] for o in page.get("Contents", []))
@@ -304,7 +378,7 @@ class S3Store:
 
     async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         uploads: list[OpenUpload] = []
-        with translate_errors("list_multipart_uploads"):
+        async with self.call("list_multipart_uploads"):
             paginator = self.client.get_paginator("list_multipart_uploads")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
                 uploads.extend(OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", []))

@@ -155,3 +155,13 @@ def test_is_trusted_proxy(address: str | None, trusted: bool) -> None:
 def test_nobody_is_trusted_by_default() -> None:
     assert Settings().trusted_proxies == ()
     assert is_trusted_proxy("127.0.0.1", Settings().trusted_proxies) is False
+
+
+async def test_request_id_from_a_trusted_proxy_is_kept(behind_proxy) -> None:
+    resp = await behind_proxy.get("/-/health", headers={"X-Request-Id": "nginx-7f3a9c"})
+    assert resp.headers["X-Request-Id"] == "nginx-7f3a9c"
+
+
+async def test_request_id_from_an_untrusted_peer_is_replaced(client) -> None:
+    resp = await client.get("/-/health", headers={"X-Request-Id": "forged-7f3a9c"})
+    assert resp.headers["X-Request-Id"] != "forged-7f3a9c"
