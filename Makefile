@@ -2,32 +2,44 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# `make dev PORT=8081`, `make cluster PORT=8090`
+PORT ?=
 
-.PHONY: dev test test-large lint bench clean
+.PHONY: dev cluster test test-large lint bench os-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# nginx and PgBouncer from the OS packages, when missing (one line when nothing is to do).
+os-packages:
+	@scripts/os-packages.sh
+
 # Installs the gateway with the local S3 server and runs `gateway dev` on 127.0.0.1:8080.
 dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/gateway dev
+	$(BIN)/gateway dev $(if $(PORT),--port $(PORT))
+
+# PostgreSQL and S3 as in `make dev`, PgBouncer, 3 gateways and nginx in front on :8080.
+cluster: os-packages $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/gateway cluster $(if $(PORT),--port $(PORT))
 
 # Installs the test dependencies and runs the whole suite (what CI runs).
-test: $(BIN)/python
+test: os-packages $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/ruff check gateway tests benchmarks
 	$(BIN)/pytest
 
 # The multi-GiB cases as well.
-test-large: $(BIN)/python
+test-large: os-packages $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pytest --large
 
+# The README's benchmark command.
 bench: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/python -m benchmarks
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks --markdown bench.md --plot bench.png
 
 clean:
-	rm -rf $(VENV) .packgate *.egg-info
+	rm -rf $(VENV) .packgate .packgate-cluster *.egg-info

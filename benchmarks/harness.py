@@ -26,14 +26,9 @@ from botocore.config import Config as BotoConfig
 from gateway import accounts
 from gateway.db import identity
 from gateway.db.migrate import migrate
-from gateway.localservices import (
-    MotoServer,
-    PostgresCluster,
-    RcloneS3Server,
-    S3Server,
-    free_port,
-    wait_for_port,
-)
+from gateway.devtools.postgres import PostgresCluster
+from gateway.devtools.processes import free_port, wait_for_port
+from gateway.devtools.s3servers import MotoServer, RcloneS3Server, S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
@@ -116,24 +111,23 @@ class Backend:
         )
 
     def fresh(self) -> None:
-        """Start a measurement on a server in its first state. ``rclone serve s3`` (1.75) can be
-        left spinning a core after a multipart upload or a delete; a restart clears it (the
-        folder, and so the bucket, stays)."""
+        """Start a measurement on a server in its first state: rclone is restarted (the folder,
+        and so the bucket, stays; what it holds in memory, such as multipart state, goes)."""
         if self.name == "rclone":
             self.server.stop()
             self.server.start()
 
     def rest(self) -> None:
-        """Between cases: stop rclone, so a core it may be left spinning does not slow the next
-        case down (``fresh`` starts it again)."""
+        """Between cases: stop rclone, so nothing it still does slows the next case down
+        (``fresh`` starts it again)."""
         if self.name == "rclone":
             self.server.stop()
 
     def empty_bucket(self) -> None:
         """Delete every object and open upload, so the servers do not fill up between rounds."""
         if self.name == "rclone":
-            # rclone keeps objects as files: empty the folder while it is stopped (asked to
-            # delete, a spinning rclone 1.75 can keep the client waiting for minutes).
+            # rclone keeps objects as files: emptying the folder while it is stopped is quicker
+            # than deleting them one by one.
             self.server.stop()
             bucket = self.data_dir / BUCKET
             shutil.rmtree(bucket, ignore_errors=True)

@@ -45,7 +45,7 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
     try:
-        report = _run(migrate(settings.database_url))
+        report = _run(migrate(settings.database_url, pgbouncer=settings.db_pgbouncer))
     except MigrationError as exc:
         print(f"gateway: migration failed: {exc}", file=sys.stderr)
         return 1
@@ -57,15 +57,14 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
-    import asyncpg
-
     from gateway import accounts
+    from gateway.db.pool import connect
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
 
     async def go() -> str:
-        conn = await asyncpg.connect(settings.database_url, timeout=30)
+        conn = await connect(settings.database_url, pgbouncer=settings.db_pgbouncer)
         try:
             return await accounts.bootstrap(conn)
         finally:
@@ -87,9 +86,15 @@ def cmd_sweep(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: config.Settings, args: argparse.Namespace) -> int:
-    from gateway.dev import run_dev
+    from gateway.devtools.dev import run_dev
 
     return run_dev(settings, Path(args.data_dir), port=args.port)
+
+
+def cmd_cluster(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.devtools.cluster import run_cluster
+
+    return run_cluster(settings, Path(args.data_dir), port=args.port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", default=".packgate", help="where everything is kept")
     dev.add_argument("--port", type=int, default=None, help="gateway port (default 8080)")
     dev.set_defaults(func=cmd_dev)
+    cluster = sub.add_parser(
+        "cluster", help="dev's PostgreSQL and S3 behind PgBouncer, 3 gateways, nginx in front"
+    )
+    cluster.add_argument("--data-dir", default=".packgate-cluster",
+                         help="where everything is kept")
+    cluster.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
+    cluster.set_defaults(func=cmd_cluster)
     admin = sub.add_parser("admin", help="administration").add_subparsers(
         dest="admin_command", required=True
     )

@@ -129,6 +129,8 @@ class Settings:
     db_pool_max: int = 20
     db_acquire_timeout: float = 10.0
     db_statement_timeout: float = 30.0
+    # GATEWAY_DATABASE_URL points at PgBouncer in transaction (or statement) pooling mode.
+    db_pgbouncer: bool = False
     body_read_timeout: float = 60.0
     # The HTTP edge: a request's head must arrive within header_timeout; an idle keep-alive
     # connection is closed after keepalive_timeout (above the 60 s of nginx's and most load
@@ -184,6 +186,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_DB_POOL_MAX": ("db_pool_max", parse_int),
     "GATEWAY_DB_ACQUIRE_TIMEOUT": ("db_acquire_timeout", parse_float),
     "GATEWAY_DB_STATEMENT_TIMEOUT": ("db_statement_timeout", parse_float),
+    "GATEWAY_DB_PGBOUNCER": ("db_pgbouncer", parse_bool),
     "GATEWAY_BODY_READ_TIMEOUT": ("body_read_timeout", parse_float),
     "GATEWAY_HEADER_TIMEOUT": ("header_timeout", parse_float),
     "GATEWAY_KEEPALIVE_TIMEOUT": ("keepalive_timeout", parse_float),
@@ -225,6 +228,19 @@ def from_env(environ: Mapping[str, str] | None = None, **overrides: Any) -> Sett
     settings = Settings(**values)
     validate(settings)
     return settings
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The ``GATEWAY_*`` variables that give a child process these settings (those that differ
+    from the defaults; the instance id is the child's own)."""
+    defaults = Settings(instance_id="")
+    env = {}
+    for name, (attr, _) in _ENV.items():
+        value = getattr(settings, attr)
+        if attr == "instance_id" or value is None or value == getattr(defaults, attr):
+            continue
+        env[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return env
 
 
 def validate(s: Settings) -> None:

@@ -5,14 +5,20 @@ An upload in progress keeps its pending row's heartbeat fresh. A row whose heart
 than ``GATEWAY_STALE_UPLOAD_SECONDS`` belongs to a gateway that died or lost its way; the
 sweeper aborts its multipart upload (also one whose id was never recorded), deletes its object
 unless a committed file points at it, and only then drops the row, so a sweep that fails half
-way is simply repeated. An advisory lock lets one instance sweep at a time; each row is held
-(``FOR UPDATE``) while its bytes are removed, so a late commit of the same upload waits and
-then finds the row gone.
+way is simply repeated.
+
+Each row is swept in a transaction of its own that first takes a transaction-scoped advisory
+lock: at any moment at most one instance is sweeping, an instance that finds the lock taken
+leaves the round to the one holding it, and no lock outlives its transaction (PgBouncer's
+transaction pooling may run the next transaction on another server connection). The row is
+held (``FOR UPDATE``) while its bytes are removed, so a late commit of the same upload waits
+and then finds the row gone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import random
 from collections.abc import Callable
@@ -39,7 +45,7 @@ class SweepReport:
     failed: list[str] = field(default_factory=list)  # ... store unreachable, kept for later
 
     def __str__(self) -> str:
-        if self.busy:
+        if self.busy and not self.swept and not self.failed:
             return "another gateway is sweeping right now; nothing done"
         if self.dry_run:
             lines = [f"{len(self.stale)} stale pending upload(s) would be aborted"]
@@ -48,6 +54,8 @@ class SweepReport:
         text = f"{len(self.swept)} stale pending upload(s) aborted"
         if self.failed:
             text += f", {len(self.failed)} left for the next sweep (object store unavailable)"
+        if self.busy:
+            text += "; another gateway took over the rest"
         return text
 
 
@@ -61,40 +69,44 @@ async def sweep_stale_uploads(
     """
     report = SweepReport(dry_run=dry_run)
     async with db.connection() as conn:
-        if not await q.try_sweep_lock(conn):
-            report.busy = True
-            return report
+        rows = await q.stale_pending_uploads(conn, stale_seconds, _BATCH)
+    report.stale = [r["object_key"] for r in rows]
+    if dry_run:
+        return report
+    for key in report.stale:
         try:
-            rows = await q.stale_pending_uploads(conn, stale_seconds, _BATCH)
-            report.stale = [r["object_key"] for r in rows]
-            if dry_run:
-                return report
-            for key in report.stale:
-                try:
-                    async with conn.transaction():
-                        row = await q.claim_stale_pending_upload(conn, key, stale_seconds)
-                        if row is None:
-                            continue  # refreshed, committed or dropped meanwhile
-                        await _remove_bytes(conn, store, key, row["upload_id"])
-                        await q.drop_pending_upload(conn, key)
-                except StorageUnavailable as exc:
-                    log.warning("could not sweep %s now: %s", key, exc.message)
-                    report.failed.append(key)
-                    continue
-                report.swept.append(key)
-        finally:
-            try:
-                await q.sweep_unlock(conn)
-            except Exception:
-                # The pool does not reset session state (db/pool.py): a connection that may
-                # still hold the sweep lock must never be handed out again.
-                conn.terminate()
-            except BaseException:
-                conn.terminate()
-                raise
+            outcome = await _sweep_one(db, store, key, stale_seconds)
+        except StorageUnavailable as exc:
+            log.warning("could not sweep %s now: %s", key, exc.message)
+            report.failed.append(key)
+            continue
+        if outcome is _Outcome.BUSY:
+            report.busy = True
+            break
+        if outcome is _Outcome.SWEPT:
+            report.swept.append(key)
     if report.swept:
         log.info("swept stale uploads", extra={"count": len(report.swept)})
     return report
+
+
+class _Outcome(enum.Enum):
+    SWEPT = "swept"
+    GONE = "gone"  # refreshed, committed, dropped or swept by another meanwhile
+    BUSY = "busy"  # another instance holds the sweep lock
+
+
+async def _sweep_one(db: Database, store: ObjectStore, key: str, stale_seconds: float) -> _Outcome:
+    """One row in one transaction, under the sweep lock; StorageUnavailable rolls it back."""
+    async with db.transaction() as conn:
+        if not await q.try_sweep_lock(conn):
+            return _Outcome.BUSY
+        row = await q.claim_stale_pending_upload(conn, key, stale_seconds)
+        if row is None:
+            return _Outcome.GONE
+        await _remove_bytes(conn, store, key, row["upload_id"])
+        await q.drop_pending_upload(conn, key)
+    return _Outcome.SWEPT
 
 
 async def _remove_bytes(conn: q.Conn, store: ObjectStore, key: str, upload_id: str | None) -> None:

@@ -26,7 +26,9 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.db import identity
 from gateway.db.migrate import migrate
-from gateway.localservices import MotoServer, PostgresCluster, free_port, wait_for_port
+from gateway.devtools.postgres import PostgresCluster
+from gateway.devtools.processes import free_port, wait_for_port
+from gateway.devtools.s3servers import MotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,19 +1,15 @@
-"""The operator contract: commands, settings read once, `gateway dev` used with curl."""
+"""The operator contract: commands, settings read once (`gateway dev`: tests/devtools)."""
 
 from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from gateway import config
-from gateway.localservices import free_port, wait_for_port
 from tests.conftest import ROOT
 
 
@@ -90,63 +86,12 @@ def test_bootstrap_prints_a_new_token_as_its_last_line(database_url: str) -> Non
     assert tokens[0] != tokens[1]
 
 
-def _curl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["curl", "--silent", "--show-error", *args], capture_output=True,
-                          text=True, timeout=60)
-
-
-def _start_dev(data: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "AWS_"))}
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "gateway", "dev", "--data-dir", str(data), "--port", str(port)],
-            env=env, cwd=data.parent, stdout=out, stderr=subprocess.STDOUT,
-        )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGINT)
-    return proc.wait(60)
-
-
-def test_gateway_dev_prints_curl_lines_that_work_and_keeps_data_across_restarts(
-    tmp_path: Path,
-) -> None:
-    data = tmp_path / "data"
-    log = tmp_path / "dev.log"
-    port = free_port()
-    proc = _start_dev(data, port, log)
-    try:
-        wait_for_port("127.0.0.1", port, 90)
-        deadline = time.monotonic() + 30
-        while "curl" not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        text = log.read_text()
-        upload, download = re.findall(r"^  (curl .*)$", text, re.MULTILINE)[:2]
-        up = subprocess.run(upload, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
-        assert up.returncode == 0, up.stderr
-        assert up.stdout == '{"message":"201 Created"}'
-        down = subprocess.run(download, shell=True, cwd=tmp_path, capture_output=True, text=True,
-                              timeout=60)
-        assert down.returncode == 0, down.stderr
-        assert (tmp_path / "hello.txt.downloaded").read_text() == "Hello from packgate!\n"
-    finally:
-        assert _stop(proc) == 0
-    assert "stopped." in log.read_text()
-
-    # A second start on the same folder finds the file uploaded before.
-    proc = _start_dev(data, port, log)
-    try:
-        wait_for_port("127.0.0.1", port, 90)
-        deadline = time.monotonic() + 30
-        while len(re.findall(r"glpat-\S+", log.read_text())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        token = re.findall(r"^  (glpat-\S+)$", log.read_text(), re.MULTILINE)[-1]
-        again = _curl("--fail-with-body", "--location", "--header", f"PRIVATE-TOKEN: {token}",
-                      f"http://127.0.0.1:{port}/api/v4/projects/1/packages/generic/demo/1.0.0/"
-                      "hello.txt")
-        assert again.returncode == 0, again.stderr
-        assert again.stdout == "Hello from packgate!\n"
-    finally:
-        assert _stop(proc) == 0
+def test_settings_given_to_a_child_process_come_back_the_same() -> None:
+    s = config.from_env({"GATEWAY_DB_PGBOUNCER": "true", "GATEWAY_MAX_FILE_SIZE": "5GiB",
+                         "GATEWAY_BODY_READ_TIMEOUT": "2.5", "GATEWAY_INSTANCE_ID": "parent",
+                         "GATEWAY_EXTERNAL_URL": "http://127.0.0.1:8080"})
+    env = config.to_env(s)
+    assert env["GATEWAY_DB_PGBOUNCER"] == "true"
+    assert "GATEWAY_INSTANCE_ID" not in env  # each child names itself
+    child = config.from_env(env, instance_id="parent")
+    assert child == s

@@ -11,7 +11,7 @@ from botocore.config import Config
 
 from gateway import keys
 from gateway.app import create_app
-from gateway.localservices import MotoServer, RcloneS3Server
+from gateway.devtools.s3servers import MotoServer, RcloneS3Server
 from tests.conftest import s3_client
 from tests.package_helpers import bucket_keys, eventually, generic_url, hdr
 

@@ -28,7 +28,8 @@ from gateway.config import MiB, Settings
 from gateway.db import packages as q
 from gateway.db.migrate import migrate
 from gateway.db.pool import Database
-from gateway.localservices import MotoServer, PostgresCluster
+from gateway.devtools.postgres import PostgresCluster
+from gateway.devtools.s3servers import MotoServer
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import sweep_stale_uploads
 from tests.conftest import (
@@ -612,8 +613,10 @@ async def test_sweep_finds_an_upload_whose_id_was_never_recorded(
 
 async def test_only_one_instance_sweeps_at_a_time(settings: Settings, world: World, s3) -> None:
     await _abandoned_upload(world, s3, settings.s3_bucket, "packages/ef/locked")
-    await world.conn.execute("SELECT pg_advisory_lock($1)", q.SWEEP_LOCK_KEY)
-    async with Database.open(settings) as db, S3Store.open(settings) as store:
+    # Another instance in the middle of a sweep step holds the lock for its transaction.
+    async with world.conn.transaction(), Database.open(settings) as db, \
+            S3Store.open(settings) as store:
+        await world.conn.execute("SELECT pg_advisory_xact_lock($1)", q.SWEEP_LOCK_KEY)
         report = await sweep_stale_uploads(db, store, STALE)
     assert report.busy
     assert await world.conn.fetchval("SELECT count(*) FROM pending_uploads") == 1

@@ -10,7 +10,7 @@ import asyncpg
 from gateway.app import create_app
 from gateway.db.migrate import latest_version, migrate
 from gateway.db.pool import Database
-from gateway.localservices import free_port
+from gateway.devtools.processes import free_port
 from gateway.readiness import Readiness
 from gateway.storage.memory import MemoryStore
 

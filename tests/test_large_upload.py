@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from gateway.config import GiB, MiB, Settings
-from gateway.localservices import RcloneS3Server
+from gateway.devtools.s3servers import RcloneS3Server
 from tests.conftest import World, s3_client, start_gateway
 
 CHUNK = 4 * MiB

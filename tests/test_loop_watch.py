@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import Settings
-from gateway.localservices import free_port
+from gateway.devtools.processes import free_port
 from gateway.loopwatch import HealthListener, LoopWatch
 from tests.conftest import World, start_gateway
 

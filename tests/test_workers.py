@@ -8,7 +8,7 @@ import urllib.request
 from pathlib import Path
 
 from gateway.config import Settings
-from gateway.localservices import _child_pids
+from gateway.devtools.processes import child_pids
 from tests.conftest import World, start_gateway
 
 
@@ -24,7 +24,7 @@ def test_two_workers_run_as_two_child_processes(settings: Settings, world: World
                                                tmp_path: Path) -> None:
     gw = start_gateway(settings, tmp_path, GATEWAY_WORKERS="2")
     try:
-        wait_for(lambda: len(_child_pids(gw.proc.pid)) == 2, "two workers")
+        wait_for(lambda: len(child_pids(gw.proc.pid)) == 2, "two workers")
     finally:
         gw.stop()
 
@@ -46,8 +46,8 @@ def test_sigterm_to_the_parent_stops_every_worker(settings: Settings, world: Wor
                                                   tmp_path: Path) -> None:
     gw = start_gateway(settings, tmp_path, GATEWAY_WORKERS="2")
     try:
-        wait_for(lambda: len(_child_pids(gw.proc.pid)) == 2, "two workers")
-        workers = _child_pids(gw.proc.pid)
+        wait_for(lambda: len(child_pids(gw.proc.pid)) == 2, "two workers")
+        workers = child_pids(gw.proc.pid)
         gw.proc.send_signal(signal.SIGTERM)
         assert gw.proc.wait(30) == 0
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),

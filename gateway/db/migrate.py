@@ -33,6 +33,8 @@ from pathlib import Path
 
 import asyncpg
 
+from gateway.db.pool import connect
+
 log = logging.getLogger("gateway.migrate")
 
 # Any fixed number: migrators take turns instead of racing on DDL.
@@ -126,11 +128,13 @@ def latest_version(migrations: Iterable[Migration] | None = None) -> int:
     return max((m.version for m in migrations or load_migrations()), default=0)
 
 
-async def migrate(dsn: str, *, migrations: list[Migration] | None = None) -> MigrationReport:
-    """Bring the database at ``dsn`` to the latest migration; safe to run anywhere, any time."""
+async def migrate(
+    dsn: str, *, migrations: list[Migration] | None = None, pgbouncer: bool = False
+) -> MigrationReport:
+    """Bring the database at ``dsn`` to the latest migration; safe to run anywhere, any time.
+    ``pgbouncer``: ``dsn`` is PgBouncer in transaction pooling (``GATEWAY_DB_PGBOUNCER``)."""
     todo = load_migrations() if migrations is None else migrations
-    # No prepared statements kept across transactions: works through PgBouncer too.
-    conn = await asyncpg.connect(dsn, timeout=30, statement_cache_size=0)
+    conn = await connect(dsn, pgbouncer=pgbouncer)
     report = MigrationReport()
     try:
         async with conn.transaction():

@@ -454,11 +454,11 @@ async def update_package_settings(
     return await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
 # --- sweeping stale pending uploads -------------------------------------------------------
 
-# One sweeper at a time across all instances (session lock, released when the sweep ends or
-# its connection dies).
+# One sweeper at a time across all instances: each sweep step (one row) takes this lock for its
+# transaction, so nothing outlives the transaction (PgBouncer's transaction pooling may hand
+# the next one to another server connection).
 SWEEP_LOCK_KEY = 0x73776565  # "swee"
-TRY_SWEEP_LOCK = "SELECT pg_try_advisory_lock($1)"
-SWEEP_UNLOCK = "SELECT pg_advisory_unlock($1)"
+TRY_SWEEP_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 
 STALE_PENDING_UPLOADS = """
 SELECT object_key, upload_id, instance, project_id, started_at, heartbeat_at
@@ -482,11 +482,8 @@ DROP_PENDING_UPLOAD = "DELETE FROM pending_uploads WHERE object_key = $1 RETURNI
 
 
 async def try_sweep_lock(conn: Conn) -> bool:
+    """Take the sweep lock until this transaction ends; False when another holds it."""
     return await conn.fetchval(TRY_SWEEP_LOCK, SWEEP_LOCK_KEY)
-
-
-async def sweep_unlock(conn: Conn) -> None:
-    await conn.execute(SWEEP_UNLOCK, SWEEP_LOCK_KEY)
 
 
 async def stale_pending_uploads(

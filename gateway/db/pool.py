@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import asyncpg
 
@@ -34,10 +35,38 @@ async def _reset(conn: asyncpg.Connection) -> None:
 
     asyncpg's default also runs ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``:
     one more round trip on every request, a large share of a redirect's cost. The gateway
-    sets no session state, holds no cursors or LISTENs, and takes transaction-scoped advisory
-    locks, except the sweeper, which releases its session lock itself and terminates the
-    connection if it cannot (gateway/sweeper.py).
+    sets no session state, holds no cursors or LISTENs, and takes only transaction-scoped
+    advisory locks: nothing outlives a transaction, which is also what PgBouncer's
+    transaction pooling needs (the next transaction may run on another server connection).
     """
+
+
+def connect_options(*, pgbouncer: bool, statement_timeout: float | None = None) -> dict[str, Any]:
+    """asyncpg's connection options, for PostgreSQL itself or for PgBouncer in transaction
+    pooling mode (``GATEWAY_DB_PGBOUNCER``).
+
+    Behind PgBouncer, consecutive statements of one client may run on different server
+    connections. A named prepared statement (asyncpg's statement cache) would be looked for on
+    the wrong one, and left behind for the next client to collide with, so the cache is off:
+    asyncpg then prepares each statement unnamed and executes it with no Sync in between,
+    which PgBouncer keeps on one server connection (PgBouncer 1.21+ could track named ones with
+    ``max_prepared_statements``; Debian 12 ships 1.18, and off works with every version).
+    PgBouncer also refuses start-up parameters other than a few such as ``application_name``:
+    ``statement_timeout`` is not sent then, and the client-side command timeout (which cancels
+    an overrunning statement through PgBouncer) bounds each statement instead.
+    """
+    server_settings = {"application_name": "packgate"}
+    if pgbouncer:
+        return {"statement_cache_size": 0, "server_settings": server_settings}
+    if statement_timeout is not None:
+        server_settings["statement_timeout"] = str(int(statement_timeout * 1000))
+    return {"server_settings": server_settings}
+
+
+async def connect(dsn: str, *, pgbouncer: bool = False, timeout: float = 30) -> asyncpg.Connection:
+    """One connection outside the pool (commands such as migrate and bootstrap), with the
+    pool's options for PostgreSQL or PgBouncer."""
+    return await asyncpg.connect(dsn, timeout=timeout, **connect_options(pgbouncer=pgbouncer))
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -65,10 +94,8 @@ class Database:
             reset=_reset,
             timeout=settings.db_acquire_timeout,
             command_timeout=settings.db_statement_timeout,
-            server_settings={
-                "statement_timeout": str(int(settings.db_statement_timeout * 1000)),
-                "application_name": "packgate",
-            },
+            **connect_options(pgbouncer=settings.db_pgbouncer,
+                              statement_timeout=settings.db_statement_timeout),
         )
         try:
             yield cls(pool, settings.db_acquire_timeout)

@@ -378,8 +378,15 @@ class S3Store:
 
     async def list_open_uploads(self, prefix: str = "") -> list[OpenUpload]:
         uploads: list[OpenUpload] = []
-        async with self.call("list_multipart_uploads"):
-            paginator = self.client.get_paginator("list_multipart_uploads")
-            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                uploads.extend(OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", []))
+        try:
+            async with self.call("list_multipart_uploads"):
+                paginator = self.client.get_paginator("list_multipart_uploads")
+                async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                    uploads.extend(
+                        OpenUpload(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])
+                    )
+        except ObjectNotFound:
+            # rclone answers NoSuchUpload for a bucket in which no multipart upload was started
+            # since it started: there is none open.
+            return []
         return uploads

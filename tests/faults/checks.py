@@ -12,7 +12,11 @@ import asyncpg
 
 def store_state(s3, bucket: str) -> tuple[set[str], list[dict]]:
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])}
-    return keys, s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    try:
+        uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    except s3.exceptions.NoSuchUpload:
+        uploads = []  # rclone's answer while no multipart upload was ever started there
+    return keys, uploads
 
 
 async def assert_consistent(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from gateway.localservices import free_port
+from gateway.devtools.processes import free_port
 
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
                "content-encoding"}

@@ -1,40 +1,20 @@
-"""Claims about gateway.localservices, checked against real postgres, moto and rclone processes."""
+"""Claims about the local S3 servers, checked against real moto and rclone processes."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
+import os
+import time
 from pathlib import Path
 
-import asyncpg
 import boto3
+import psutil
 import pytest
 from botocore.config import Config
 
-from gateway.localservices import (
-    LocalServiceError,
-    MotoServer,
-    PostgresCluster,
-    RcloneS3Server,
-    find_pg_binary,
-)
+from gateway.devtools.processes import LocalServiceError
+from gateway.devtools.s3servers import MotoServer, RcloneS3Server
 
 DEADLINE = 30.0  # seconds, for every query and request
-
-
-def query(url: str, sql: str) -> object:
-    """First value of ``sql``'s result; several statements when it returns nothing."""
-
-    async def run() -> object:
-        conn = await asyncpg.connect(url, timeout=DEADLINE)
-        try:
-            if ";" in sql:
-                return await conn.execute(sql, timeout=DEADLINE)
-            return await conn.fetchval(sql, timeout=DEADLINE)
-        finally:
-            await conn.close(timeout=DEADLINE)
-
-    return asyncio.run(run())
 
 
 def s3_client(endpoint_url: str, access_key: str = "test", secret_key: str = "test"):
@@ -52,72 +32,6 @@ def s3_client(endpoint_url: str, access_key: str = "test", secret_key: str = "te
             retries={"max_attempts": 1},
         ),
     )
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[PostgresCluster]:
-    pg = PostgresCluster(tmp_path / "pgdata", fast=True, timeout=DEADLINE)
-    yield pg
-    pg.stop()
-
-
-def test_postgres_starts_and_answers_select_1(cluster: PostgresCluster) -> None:
-    cluster.start()
-    assert cluster.is_running()
-    assert query(cluster.url, "SELECT 1") == 1
-
-
-def test_postgres_keeps_data_across_restart(cluster: PostgresCluster) -> None:
-    cluster.start()
-    query(cluster.url, "CREATE TABLE kept (x int); INSERT INTO kept VALUES (42)")
-    cluster.stop()
-    assert not cluster.is_running()
-    cluster.start()
-    assert query(cluster.url, "SELECT x FROM kept") == 42
-
-
-def test_postgres_restarts_after_kill(cluster: PostgresCluster) -> None:
-    cluster.start()
-    query(cluster.url, "SELECT 1")
-    cluster.kill()
-    assert not cluster.is_running()
-    assert (cluster.data_dir / "postmaster.pid").exists()  # stale lock file left by the crash
-    cluster.start()
-    assert query(cluster.url, "SELECT 1") == 1
-
-
-def test_postgres_reuses_remembered_port(cluster: PostgresCluster) -> None:
-    cluster.start()
-    port = cluster.port
-    cluster.stop()
-    again = PostgresCluster(cluster.data_dir, fast=True, timeout=DEADLINE)
-    with again:
-        assert again.port == port
-
-
-def test_postgres_stop_is_idempotent(cluster: PostgresCluster) -> None:
-    cluster.start()
-    cluster.stop()
-    cluster.stop()
-    assert not cluster.is_running()
-
-
-def test_postgres_refuses_second_postmaster_on_same_dir(cluster: PostgresCluster) -> None:
-    cluster.start()
-    with pytest.raises(LocalServiceError, match="already serves"):
-        PostgresCluster(cluster.data_dir, fast=True, timeout=DEADLINE).start()
-
-
-def test_missing_pg_binary_names_package() -> None:
-    with pytest.raises(LocalServiceError, match="apt-get install postgresql"):
-        find_pg_binary("no-such-postgres-program")
-
-
-def test_postgres_create_database(cluster: PostgresCluster) -> None:
-    cluster.start()
-    url = cluster.create_database("app-db")
-    assert cluster.create_database("app-db") == url  # already there: no error
-    assert query(url, "SELECT current_database()") == "app-db"
 
 
 def test_moto_bucket_put_get() -> None:
@@ -188,7 +102,40 @@ def test_rclone_serves_file_written_into_folder(tmp_path: Path) -> None:
         s3.create_bucket(Bucket="bkt")
         assert "Contents" not in s3.list_objects_v2(Bucket="bkt")
         (data / "bkt" / "direct.txt").write_bytes(b"from disk")
-        assert s3.get_object(Bucket="bkt", Key="direct.txt")["Body"].read() == b"from disk"
+        # rclone trusts its listing for DIR_CACHE_TIME (1s); then the file is there.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                body = s3.get_object(Bucket="bkt", Key="direct.txt")["Body"].read()
+                break
+            except s3.exceptions.NoSuchKey:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert body == b"from disk"
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
+def test_rclone_idles_after_put_delete_and_abort(tmp_path: Path) -> None:
+    """rclone 1.75 with a zero directory cache time kept a core busy for good after these."""
+    with RcloneS3Server(tmp_path / "s3", "AKIDLOCAL", "secret-local", timeout=DEADLINE) as server:
+        s3 = s3_client(server.endpoint_url, "AKIDLOCAL", "secret-local")
+        s3.create_bucket(Bucket="bkt")
+        s3.put_object(Bucket="bkt", Key="a/big", Body=os.urandom(64 * 2**20))
+        s3.delete_object(Bucket="bkt", Key="a/big")
+        upload = s3.create_multipart_upload(Bucket="bkt", Key="a/part")["UploadId"]
+        s3.upload_part(Bucket="bkt", Key="a/part", UploadId=upload, PartNumber=1,
+                       Body=b"x" * 2**20)
+        s3.abort_multipart_upload(Bucket="bkt", Key="a/part", UploadId=upload)
+        assert server.pid is not None
+        before = _cpu_seconds(server.pid)
+        time.sleep(3)
+        # A spinning server burns ~3 CPU-seconds here; an idle one next to nothing.
+        assert _cpu_seconds(server.pid) - before < 0.5
 
 
 def test_rclone_refuses_too_short_access_key(tmp_path: Path) -> None:
