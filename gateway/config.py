@@ -239,7 +239,12 @@ def to_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, attr)
         if attr == "instance_id" or value is None or value == getattr(defaults, attr):
             continue
-        env[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            env[name] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[name] = ",".join(str(item) for item in value)
+        else:
+            env[name] = str(value)
     return env
 
 
