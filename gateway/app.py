@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from gateway import keys, requestids
-from gateway.api import setup_routes
+from gateway.api import forwarded, setup_routes
 from gateway.auth import Authenticator
+from gateway.buffers import BufferPool
 from gateway.config import Settings
 from gateway.db.identity import changes
 from gateway.db.listen import Listener
@@ -26,7 +27,7 @@ from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
-from gateway.uploads import BufferPool, UploadContext, UploadLimits
+from gateway.uploads import UploadContext, UploadLimits
 
 # Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
 MAX_HEADER_SIZE = 16 * 1024
@@ -35,7 +36,11 @@ MAX_HEADER_SIZE = 16 * 1024
 def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.Application:
     """The gateway as an aiohttp application. ``store`` replaces S3 (tests, benchmarks)."""
     metrics = Metrics() if settings.metrics else None
-    middlewares = [requestids.middleware()]
+    middlewares = [requestids.middleware(
+        lambda request: forwarded.peer_is_trusted(request, settings.trusted_proxies)
+    )]
+    if (client := forwarded.middleware(settings.trusted_proxies)) is not None:
+        middlewares.append(client)
     if metrics is not None:
         middlewares.append(metrics.middleware)  # sees the statuses errors.middleware renders
     middlewares.append(error_middleware)
@@ -100,7 +105,7 @@ def _given_store(store: ObjectStore):
 async def _upload_pipeline(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
     pools = HashPools()
-    buffers = BufferPool(settings.buffer_budget)
+    buffers = BufferPool(settings.buffer_budget, wait_timeout=settings.buffer_wait_timeout)
     app[keys.hash_pools] = pools
     app[keys.buffers] = buffers
     app[keys.uploads] = UploadContext(

@@ -6,6 +6,7 @@ and well-formed, or the start stops with a message naming the variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -65,6 +66,24 @@ def parse_url(text: str) -> str:
     return text.rstrip("/")
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.0/8, 127.0.0.1, ::1"``: CIDRs or single addresses, comma-separated."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"expected comma-separated addresses or CIDRs such as 10.0.0.0/8, got {item!r}"
+            ) from None
+    return tuple(networks)
+
+
 def choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         if text not in allowed:
@@ -116,6 +135,16 @@ class Settings:
     # GATEWAY_DATABASE_URL points at PgBouncer in transaction (or statement) pooling mode.
     db_pgbouncer: bool = False
     body_read_timeout: float = 60.0
+    # The HTTP edge: a request's head must arrive within header_timeout; an idle keep-alive
+    # connection is closed after keepalive_timeout (above the 60 s of nginx's and most load
+    # balancers' upstream keep-alive, so they close first and never reuse a closed one).
+    header_timeout: float = 20.0
+    keepalive_timeout: float = 75.0
+    max_connections: int = 1024
+    # Uploads wait at most this long for room in the buffer budget, then get a 503.
+    buffer_wait_timeout: float = 30.0
+    # Peers whose X-Forwarded-*/Forwarded headers are believed (empty: nobody).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     shutdown_timeout: float = 30.0
     token_cache_seconds: float = 5.0
     # GitLab's maximum access token lifetime (PersonalAccessToken::MAX_..._LIFETIME_IN_DAYS).
@@ -169,6 +198,11 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_DB_STATEMENT_TIMEOUT": ("db_statement_timeout", parse_float),
     "GATEWAY_DB_PGBOUNCER": ("db_pgbouncer", parse_bool),
     "GATEWAY_BODY_READ_TIMEOUT": ("body_read_timeout", parse_float),
+    "GATEWAY_HEADER_TIMEOUT": ("header_timeout", parse_float),
+    "GATEWAY_KEEPALIVE_TIMEOUT": ("keepalive_timeout", parse_float),
+    "GATEWAY_MAX_CONNECTIONS": ("max_connections", parse_int),
+    "GATEWAY_BUFFER_WAIT_TIMEOUT": ("buffer_wait_timeout", parse_float),
+    "GATEWAY_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "GATEWAY_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_float),
     "GATEWAY_TOKEN_CACHE_SECONDS": ("token_cache_seconds", parse_float),
     "GATEWAY_MAX_TOKEN_LIFETIME_DAYS": ("max_token_lifetime_days", parse_int),
@@ -216,7 +250,12 @@ def to_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, attr)
         if attr == "instance_id" or value is None or value == getattr(defaults, attr):
             continue
-        env[name] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        if isinstance(value, bool):
+            env[name] = "true" if value else "false"
+        elif isinstance(value, tuple):
+            env[name] = ",".join(str(item) for item in value)
+        else:
+            env[name] = str(value)
     return env
 
 
@@ -251,6 +290,11 @@ def validate(s: Settings) -> None:
         raise bad("max_token_lifetime_days", "must be between 1 and 36500")
     if s.token_cache_seconds < 0:
         raise bad("token_cache_seconds", "must not be negative")
+    for attr in ("header_timeout", "keepalive_timeout", "buffer_wait_timeout"):
+        if getattr(s, attr) <= 0:
+            raise bad(attr, "must be above 0 seconds")
+    if s.max_connections < 1:
+        raise bad("max_connections", "must be at least 1")
     if s.s3_request_deadline <= 0:
         raise bad("s3_request_deadline", "must be more than 0 seconds")
     if s.metrics_token is not None and len(s.metrics_token) < 16:

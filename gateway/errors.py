@@ -190,12 +190,15 @@ class UnprocessableEntity(GatewayError):
 
 
 class ServiceUnavailable(GatewayError):
-    """PostgreSQL or S3 cannot be reached; retrying later will work."""
+    """PostgreSQL or S3 cannot be reached, or the process is full; retrying later will work."""
 
     status = 503
 
-    def __init__(self, detail: str | None = None):
-        super().__init__("503 Service Unavailable" + (f" - {detail}" if detail else ""))
+    def __init__(self, detail: str | None = None, *, retry_after: int | None = None):
+        super().__init__(
+            "503 Service Unavailable" + (f" - {detail}" if detail else ""),
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
+        )
 
 
 class RequestTimeout(GatewayError):
@@ -260,8 +263,7 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
             raise
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
     except (ClientGone, ConnectionResetError):
-        # The peer is gone; there is nobody to answer.
-        log.info("client gone", extra={"status": 499, "path": request.path})
+        # The peer is gone; there is nobody to answer. The HTTP edge logs it as 499.
         raise
     except asyncio.CancelledError:
         # Shutdown past its deadline (or aiohttp after a disconnect); re-raised for aiohttp.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.auth import Authenticator
+from gateway.buffers import BufferPool
 from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
@@ -14,7 +15,7 @@ from gateway.loopwatch import LoopWatch
 from gateway.metrics import Metrics, WorkerPeers
 from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
-from gateway.uploads import BufferPool, UploadContext
+from gateway.uploads import UploadContext
 
 settings = web.AppKey("settings", Settings)
 db = web.AppKey("db", Database)

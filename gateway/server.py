@@ -25,6 +25,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.edge import EdgeLimits, EdgeRunner, ensure_file_limit
 from gateway.logs import AccessLogger
 from gateway.metrics import Metrics, WorkerPeers, worker_app
 from gateway.storage import ObjectStore
@@ -92,9 +93,10 @@ async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: b
         app.cleanup_ctx.append(_worker_metrics_socket(app[keys.metrics], peers))
     in_flight = InFlight()
     app.middlewares.append(in_flight.middleware)
-    runner = web.AppRunner(
-        app, access_log_class=AccessLogger, shutdown_timeout=_FINAL_TIMEOUT,
-        handle_signals=False, read_bufsize=READ_BUFSIZE,
+    ensure_file_limit(settings.max_connections)
+    runner = EdgeRunner(
+        app, EdgeLimits.from_settings(settings), access_log_class=AccessLogger,
+        shutdown_timeout=_FINAL_TIMEOUT, handle_signals=False, read_bufsize=READ_BUFSIZE,
     )
     await runner.setup()
     try:

@@ -13,6 +13,7 @@ upload are left, and the pending-upload row is dropped.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.buffers import BufferBusy, BufferPool
 from gateway.config import GiB, MiB, Settings, TiB
 from gateway.db import packages as q
 from gateway.db.pool import Database
@@ -72,61 +74,6 @@ def check_declared_size(content_length: int | None, max_file_size: int) -> None:
         raise FileTooLarge()
 
 
-class BufferPool:
-    """Part buffers shared by every upload of a process, within a byte budget.
-
-    ``acquire`` waits while the budget is spent; a buffer larger than the whole budget is still
-    granted when nothing else is out, so no upload can wait forever.
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.used = 0
-        self.peak = 0
-        # Acquisitions that had to wait for room, and the seconds spent waiting (metrics).
-        self.waits = 0
-        self.wait_seconds = 0.0
-        self._free: dict[int, list[bytearray]] = {}
-        self._free_bytes = 0
-        self._cond = asyncio.Condition()
-
-    async def acquire(self, size: int) -> bytearray:
-        async with self._cond:
-            if not (self.used == 0 or self.used + size <= self.budget):
-                self.waits += 1
-                since = time.monotonic()
-                await self._cond.wait_for(
-                    lambda: self.used == 0 or self.used + size <= self.budget
-                )
-                self.wait_seconds += time.monotonic() - since
-            self.used += size
-            self.peak = max(self.peak, self.used)
-            free = self._free.get(size)
-            if free:
-                self._free_bytes -= size
-                return free.pop()
-            # Make room: drop idle buffers of other sizes before allocating.
-            for other in list(self._free):
-                while self._free[other] and self.used + self._free_bytes > self.budget:
-                    self._free[other].pop()
-                    self._free_bytes -= other
-            return bytearray(size)
-
-    def drop_idle(self) -> None:
-        """Forget the idle buffers kept for reuse (the app is shutting down)."""
-        self._free.clear()
-        self._free_bytes = 0
-
-    async def release(self, buf: bytearray, *, reuse: bool = True) -> None:
-        """Return a buffer. ``reuse=False`` when a worker thread may still read it."""
-        async with self._cond:
-            self.used -= len(buf)
-            if reuse and self.used + self._free_bytes + len(buf) <= self.budget:
-                self._free.setdefault(len(buf), []).append(buf)
-                self._free_bytes += len(buf)
-            self._cond.notify_all()
-
-
 @dataclass(slots=True)
 class UploadStats:
     """What one process's uploads are doing now, as plain counts the metrics read."""
@@ -162,50 +109,311 @@ class UploadLimits:
                    min(_CLEANUP_TIMEOUT, s.s3_request_deadline))
 
 
-class _Reader:
-    """Fills part buffers from the body; cuts off a client that stops sending.
+# An upload takes a part buffer only once this much of the part has arrived (or the body has
+# ended, or the part is smaller): until then it holds the received pieces as they are, outside
+# the budget, as aiohttp itself holds unread bytes. A body that ends within it gets a buffer of
+# its own size (or none: one received piece is sent as it is), and a client that connects and
+# sends a byte now and then holds no part buffer at all.
+STAGE_BYTES = 256 * 1024
+# A part buffer still not full after this long while other uploads wait for room is given
+# back: the bytes in it are copied out (they stay charged) and the upload, slow from then on,
+# queues again behind every other (see buffers.py). Fast clients never meet this.
+SLOW_FILL_SECONDS = 2.0
+
+
+@dataclass(slots=True)
+class Part:
+    """Bytes of the body on their way to the store, and what holds them in memory."""
+
+    view: memoryview
+    buf: bytearray | None  # None: the view is one received piece, charged as staged bytes
+
+    def give_back(self, buffers: BufferPool, *, reuse: bool = True) -> None:
+        if self.buf is not None:
+            buffers.release(self.buf, reuse=reuse)
+        else:
+            buffers.unreserve(len(self.view))
+
+
+class PartReader:
+    """Reads the body into parts, within the process's buffer budget; cuts off a client that
+    stops sending for ``timeout`` seconds.
 
     A body with ``readchunk`` hands over each received piece as it is; ``readany`` joins all
-    queued pieces into a new bytes first, one more copy of every byte.
+    queued pieces into a new bytes first, one more copy of every byte. Either way each byte
+    is copied once, into its part buffer (or not at all when a whole body is one piece).
     """
 
-    def __init__(self, body: BodyStream, timeout: float) -> None:
+    def __init__(self, body: BodyStream, buffers: BufferPool, timeout: float) -> None:
         self._read = getattr(body, "readchunk", None) or body.readany
+        self._buffers = buffers
         self._timeout = timeout
-        self._pending: memoryview | None = None
+        # Received, not yet copied into a part buffer: the first pieces of the next part (not
+        # charged, see STAGE_BYTES), the rest of a piece past a part's end, and the bytes of a
+        # buffer given back (charged: ``_charged`` of them).
+        self._staged: collections.deque[memoryview] = collections.deque()
+        self._staged_bytes = 0
+        self._charged = 0
+        self._last_data = time.monotonic()
+        self._waiting: asyncio.Timeout | None = None
+        self._turned_away = False
+        self.slow = False
         self.eof = False
 
-    async def fill(self, buf: bytearray, want: int) -> int:
+    async def part(self, want: int) -> Part:
+        """The next ``want`` bytes of the body (fewer only where it ends; none at its end)."""
+        await self._stage(min(STAGE_BYTES, want))
+        while True:
+            if self.slow:
+                await self._stage_charged(want)
+            if len(self._staged) <= 1 and (
+                (self.eof and self._staged_bytes <= want) or self._staged_bytes == want
+            ):
+                # The part is one received piece (or nothing: the end): no copy at all.
+                piece = self._staged[0] if self._staged else memoryview(b"")
+                await self._buffers.reserve(len(piece), credit=self._charged, slow=self.slow)
+                self._staged.clear()
+                self._staged_bytes = self._charged = 0
+                return Part(piece, None)
+            size = min(want, self._staged_bytes) if self.eof else want
+            credit = min(self._charged, size)
+            buf = await self._buffers.acquire(size, credit=credit, slow=self.slow)
+            try:
+                n = self._unstage_into(buf, size, credit)
+                filled = await self._fill(buf, n, size)
+            except BaseException:
+                self._buffers.release(buf, reuse=False)  # the client left, or was cut off
+                raise
+            if filled is not None:
+                return Part(memoryview(buf)[:filled], buf)
+            # The buffer was given back (too slow while others waited); its bytes are staged.
+
+    async def _stage(self, limit: int) -> None:
+        """Hold the part's first pieces until ``limit`` bytes are here or the body ends."""
+        while self._staged_bytes < limit and not self.eof:
+            piece = await self._piece(self._timeout)
+            if piece is not None:
+                self._staged.append(piece)
+                self._staged_bytes += len(piece)
+
+    async def _stage_charged(self, want: int) -> None:
+        """A slow upload holds the part's bytes as they come, charged to the budget, until it
+        has the whole part (or the body ends); it gives them up if others need the room."""
+        await self._charge(self._staged_bytes - self._charged)
+        while self._staged_bytes < want and not self.eof:
+            self._buffers.holding_slow(id(self), self._charged, self._give_up)
+            try:
+                piece = await self._piece(self._timeout)
+            finally:
+                self._buffers.holding_slow(id(self), 0, None)
+            if self._turned_away:
+                raise BufferBusy()
+            if piece is not None:
+                self._staged.append(piece)
+                self._staged_bytes += len(piece)
+                await self._charge(len(piece))
+
+    async def _charge(self, nbytes: int) -> None:
+        if nbytes > 0:
+            await self._buffers.reserve(self._charged + nbytes, credit=self._charged, slow=True)
+            self._charged += nbytes
+
+    def _give_up(self) -> None:
+        """Another upload needs the room this slow one holds: stop waiting for its client."""
+        self._turned_away = True
+        if self._waiting is not None:
+            self._waiting.reschedule(asyncio.get_running_loop().time())
+
+    def _unstage_into(self, buf: bytearray, size: int, credit: int) -> int:
         view = memoryview(buf)
         n = 0
-        if self._pending is not None:
-            take = min(len(self._pending), want)
-            view[:take] = self._pending[:take]
-            self._pending = self._pending[take:] if take < len(self._pending) else None
-            n = take
-        read = self._read
-        while n < want and not self.eof:
-            try:
-                async with asyncio.timeout(self._timeout):
-                    chunk = await read()
-            except TimeoutError:
-                raise RequestTimeout() from None
-            except OSError as exc:
-                raise ClientGone(str(exc)) from exc
-            size = len(chunk)
-            if not size:
-                self.eof = True
-                break
-            if size <= want - n:
-                view[n : n + size] = chunk
-                n += size
-            else:
-                take = want - n
-                rest = memoryview(chunk)
-                view[n:want] = rest[:take]
-                self._pending = rest[take:]
-                n = want
+        while self._staged and n < size:
+            piece = self._staged.popleft()
+            take = min(len(piece), size - n)
+            view[n : n + take] = piece[:take]
+            n += take
+            if take < len(piece):
+                # Part boundary: the piece's rest starts the next part.
+                self._staged.appendleft(piece[take:])
+        self._staged_bytes -= n
+        self._charged -= credit  # those bytes are the buffer's now
         return n
+
+    async def _fill(self, buf: bytearray, n: int, size: int) -> int | None:
+        """Fill ``buf`` from ``n`` up to ``size``; None if it gave the buffer back."""
+        view = memoryview(buf)
+        since = time.monotonic()
+        # A part larger than half the budget is an operator's choice, not a slow client's.
+        may_yield = size <= self._buffers.budget // 2
+        while n < size and not self.eof:
+            piece = await self._piece(SLOW_FILL_SECONDS)
+            if piece is not None:
+                take = min(len(piece), size - n)
+                view[n : n + take] = piece[:take]
+                n += take
+                if take < len(piece):
+                    # Part boundary: the rest of the piece starts the next part.
+                    self._staged.append(piece[take:])
+                    self._staged_bytes += len(piece) - take
+            if (n < size and not self.eof and may_yield and self._buffers.contended
+                    and time.monotonic() - since >= SLOW_FILL_SECONDS):
+                # Too slow while others wait: keep the bytes, give the buffer back.
+                self._staged.appendleft(memoryview(bytes(view[:n])))
+                self._staged_bytes += n
+                self._charged += n
+                self.slow = True
+                self._buffers.release(buf, keep=n)
+                return None
+        return n
+
+    async def _piece(self, patience: float) -> memoryview | None:
+        """One received piece; None at the end of the body or when none came within
+        ``patience`` (the body's read timeout counts from the last byte received)."""
+        left = self._timeout - (time.monotonic() - self._last_data)
+        try:
+            async with asyncio.timeout(max(0.0, min(patience, left))) as self._waiting:
+                chunk = await self._read()
+        except TimeoutError:
+            if time.monotonic() - self._last_data >= self._timeout:
+                raise RequestTimeout() from None
+            return None
+        except OSError as exc:
+            raise ClientGone(str(exc)) from exc
+        finally:
+            self._waiting = None
+        if not chunk:
+            self.eof = True
+            return None
+        self._last_data = time.monotonic()
+        return memoryview(chunk)
+
+    async def expect_end(self) -> None:
+        """Read the end of a body whose declared length has arrived."""
+        while not self.eof:
+            if await self._piece(self._timeout) is not None:
+                raise BadRequest("the body is longer than its Content-Length")
+
+    def close(self) -> None:
+        """Give back what is still staged (the upload ended or failed)."""
+        self._buffers.unreserve(self._charged)
+        self._staged.clear()
+        self._staged_bytes = self._charged = 0
+
+
+class _Upload:
+    """One upload's way into the store, in the order it happens: read the next part, send it
+    (hashed and sent while the next one is read, ``parts_in_flight`` at most), finish, or
+    abort. A body that fits in its first part goes up as one PutObject."""
+
+    def __init__(self, body: BodyStream, store: ObjectStore, key: str, size: int | None,
+                 limits: UploadLimits, buffers: BufferPool, pools: HashPools,
+                 on_multipart: Callable[[str], Awaitable[None]] | None,
+                 stats: UploadStats) -> None:
+        self.store, self.key, self.size, self.limits = store, key, size, limits
+        self.buffers, self.pools, self.on_multipart = buffers, pools, on_multipart
+        self.stats = stats
+        self.reader = PartReader(body, buffers, limits.body_read_timeout)
+        self.hasher = Hasher(pools)
+        self.sink: PartSink | None = None
+        self.in_flight: set[asyncio.Task[None]] = set()
+        # Parts this upload holds, by identity: buffers compare by content, and equal parts
+        # (a file of zeros) must not be mixed up.
+        self.held: dict[int, Part] = {}
+        self.total = 0
+        self.number = 0
+        self.reached_store = False  # a request that may have created something was sent
+        self.started = time.monotonic()
+
+    @property
+    def ended(self) -> bool:
+        return self.reader.eof or (self.size is not None and self.total >= self.size)
+
+    async def next_part(self) -> Part | None:
+        """The next part of the body, or None when nothing is left."""
+        want = part_size_for(self.number + 1, self.size, self.limits.part_size)
+        if self.size is not None:
+            # A known length gets buffers no larger than what is still to come.
+            want = min(want, self.size - self.total)
+        if self.number > 0 and (want == 0 or self.ended):
+            return None
+        part = await self.reader.part(want)
+        self.held[id(part)] = part
+        self.total += len(part.view)
+        if self.limits.max_file_size > 0 and self.total >= self.limits.max_file_size:
+            raise FileTooLarge()
+        if not part.view and self.number > 0:
+            self._give_back(part)
+            return None
+        self.number += 1
+        if self.number > MAX_PARTS:
+            raise FileTooLarge()
+        return part
+
+    async def put_whole(self, part: Part) -> None:
+        """The whole body is this one part: a single PutObject."""
+        crc, _ = await asyncio.gather(self.pools.crc32(part.view), self.hasher.feed(part.view))
+        self.reached_store = True
+        await self.store.put_object(self.key, part.view, crc)
+        self._give_back(part)
+
+    async def send(self, part: Part) -> None:
+        """Start sending ``part`` (after waiting for a free slot among the parts in flight)."""
+        if self.sink is None:
+            self.reached_store = True
+            self.sink = await self.store.open_sink(self.key)
+            if self.on_multipart is not None:
+                await self.on_multipart(self.sink.upload_id)
+        while len(self.in_flight) >= self.limits.parts_in_flight:
+            done, _ = await asyncio.wait(self.in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                self.in_flight.discard(task)
+                task.result()
+        hashed = self.hasher.feed(part.view)
+        self.in_flight.add(asyncio.create_task(self._send(self.number, part, hashed)))
+
+    async def _send(self, number: int, part: Part, hashed: asyncio.Future[None]) -> None:
+        assert self.sink is not None
+        self.stats.parts_in_flight += 1
+        try:
+            crc = await self.pools.crc32(part.view)
+            await self.sink.write_part(number, part.view, crc)
+        finally:
+            self.stats.parts_in_flight -= 1
+        await hashed
+        self._give_back(part)
+
+    async def finish(self) -> StoredObject:
+        if not self.reader.eof:
+            # A known length was read in full: read the end too (a framing error shows there).
+            await self.reader.expect_end()
+        if self.in_flight:
+            await asyncio.gather(*self.in_flight)
+            self.in_flight.clear()
+        digests = await self.hasher.digests()
+        received = time.monotonic()
+        if self.sink is not None:
+            await self.sink.commit()
+        return StoredObject(self.key, self.total, digests, self.number,
+                            received - self.started, time.monotonic() - received)
+
+    async def abort(self, on_cleaned: Callable[[], Awaitable[None]] | None) -> None:
+        for task in self.in_flight:
+            task.cancel()
+        await asyncio.gather(*self.in_flight, return_exceptions=True)
+        await self.hasher.cancel()
+        await asyncio.shield(_clean_up(self.store, self.key, self.sink, self.reached_store,
+                                       on_cleaned, self.limits.cleanup_timeout))
+
+    def release_all(self, *, ok: bool) -> None:
+        for part in self.held.values():
+            # On failure a worker thread may still be reading: drop rather than reuse.
+            part.give_back(self.buffers, reuse=ok)
+        self.held.clear()
+        self.reader.close()
+
+    def _give_back(self, part: Part) -> None:
+        del self.held[id(part)]
+        part.give_back(self.buffers)
 
 
 async def stream_to_store(
@@ -227,95 +435,22 @@ async def stream_to_store(
     ``on_cleaned`` runs after a failure once nothing is left in the store (when the store
     cannot be reached, it does not run, and the sweeper finishes the job later).
     """
-    reader = _Reader(body, limits.body_read_timeout)
-    hasher = Hasher(pools)
-    sink: PartSink | None = None
-    in_flight: set[asyncio.Task[None]] = set()
-    # Buffers this upload holds, by identity: bytearrays compare by content, and equal parts
-    # (a file of zeros) or a reused buffer still holding an equal part must not be mixed up.
-    held: dict[int, bytearray] = {}
-    total = 0
-    number = 0
+    upload = _Upload(body, store, key, size, limits, buffers, pools, on_multipart,
+                     stats or UploadStats())
     ok = False
-    reached_store = False  # a request that may have created something was sent
-    started = time.monotonic()
-    counts = stats or UploadStats()
-
-    async def send(
-        part: int, buf: bytearray, view: memoryview, hashed: asyncio.Future[None]
-    ) -> None:
-        assert sink is not None
-        counts.parts_in_flight += 1
-        try:
-            crc = await pools.crc32(view)
-            await sink.write_part(part, view, crc)
-        finally:
-            counts.parts_in_flight -= 1
-        await hashed
-        del held[id(buf)]
-        await buffers.release(buf)
-
     try:
-        while True:
-            want = part_size_for(number + 1, size, limits.part_size)
-            buf = await buffers.acquire(want)
-            held[id(buf)] = buf
-            n = await reader.fill(buf, want)
-            total += n
-            if limits.max_file_size > 0 and total >= limits.max_file_size:
-                raise FileTooLarge()
-            view = memoryview(buf)[:n]
-            if number == 0 and n < want:
-                # The whole body fits in one part: a single PutObject.
-                crc, _ = await asyncio.gather(pools.crc32(view), hasher.feed(view))
-                reached_store = True
-                await store.put_object(key, view, crc)
+        while (part := await upload.next_part()) is not None:
+            if upload.number == 1 and upload.ended:
+                await upload.put_whole(part)
                 break
-            if n == 0:
-                del held[id(buf)]
-                await buffers.release(buf)
-                break
-            if sink is None:
-                reached_store = True
-                sink = await store.open_sink(key)
-                if on_multipart is not None:
-                    await on_multipart(sink.upload_id)
-            while len(in_flight) >= limits.parts_in_flight:
-                done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    in_flight.discard(task)
-                    task.result()
-            number += 1
-            if number > MAX_PARTS:
-                raise FileTooLarge()
-            task = asyncio.create_task(send(number, buf, view, hasher.feed(view)))
-            in_flight.add(task)
-            if n < want:
-                break
-        if in_flight:
-            await asyncio.gather(*in_flight)
-            in_flight.clear()
-        digests = await hasher.digests()
-        received = time.monotonic()
-        if sink is not None:
-            await sink.commit()
+            await upload.send(part)
+        stored = await upload.finish()
         ok = True
-        return StoredObject(
-            key, total, digests, number, received - started, time.monotonic() - received
-        )
+        return stored
     finally:
         if not ok:
-            for task in in_flight:
-                task.cancel()
-            await asyncio.gather(*in_flight, return_exceptions=True)
-            await hasher.cancel()
-            await asyncio.shield(
-                _clean_up(store, key, sink, reached_store, on_cleaned, limits.cleanup_timeout)
-            )
-        for buf in held.values():
-            # On failure a worker thread may still be reading: drop rather than reuse.
-            await buffers.release(buf, reuse=ok)
-        held.clear()
+            await upload.abort(on_cleaned)
+        upload.release_all(ok=ok)
 
 
 async def _clean_up(

@@ -12,10 +12,12 @@ import pytest
 
 from gateway import keys
 from gateway.app import create_app
+from gateway.buffers import BufferBusy, BufferPool
 from gateway.config import MiB
+from gateway.errors import ClientGone
 from gateway.hashing import HashPools
 from gateway.storage.memory import MemorySink, MemoryStore
-from gateway.uploads import BufferPool, UploadLimits, stream_to_store
+from gateway.uploads import STAGE_BYTES, UploadLimits, stream_to_store
 from tests.conftest import World
 
 PART = MiB  # known sizes are cut in whole MiB
@@ -90,7 +92,7 @@ async def test_acquire_waits_while_the_budget_is_spent() -> None:
     for _ in range(10):
         await asyncio.sleep(0)
     assert not third.done()
-    await pool.release(first)
+    pool.release(first)
     await asyncio.wait_for(third, DEADLINE)
     assert pool.used == 2 * PART
 
@@ -98,7 +100,7 @@ async def test_acquire_waits_while_the_budget_is_spent() -> None:
 async def test_released_buffer_is_handed_out_again() -> None:
     pool = BufferPool(2 * PART)
     buf = await pool.acquire(PART)
-    await pool.release(buf)
+    pool.release(buf)
     assert await pool.acquire(PART) is buf
 
 
@@ -148,7 +150,7 @@ async def test_all_buffers_are_returned_after_32_uploads(pools: HashPools) -> No
     assert pool.used == 0
 
 
-async def test_upload_waiting_for_buffers_reads_nothing_from_its_body(pools: HashPools) -> None:
+async def test_upload_waiting_for_buffers_stops_reading_its_body(pools: HashPools) -> None:
     # One upload holds the whole budget: two parts in flight (held at the gate), one filled.
     pool = BufferPool(3 * PART)
     store = GatedStore()
@@ -159,9 +161,12 @@ async def test_upload_waiting_for_buffers_reads_nothing_from_its_body(pools: Has
     await until(lambda: store.arrived == 2 and pool.used == 3 * PART, "first upload is stuck")
     b = asyncio.create_task(stream_to_store(second, store, "b", size=10 * PART, limits=limits(),
                                             buffers=pool, pools=pools))
+    await until(lambda: pool.contended, "the second upload waits for room")
+    read_while_waiting = second.pos
     for _ in range(50):
         await asyncio.sleep(0)
-    assert second.reads == 0
+    # It took the first bytes of its part (what had arrived) and then stopped reading.
+    assert second.pos == read_while_waiting <= STAGE_BYTES
     store.gate.set()
     await asyncio.wait_for(asyncio.gather(a, b), DEADLINE)
 
@@ -245,4 +250,96 @@ async def test_upload_whose_parts_are_equal_hands_back_only_its_own_buffers(
     await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
     assert store.objects["zeros"][0] == zeros
     assert store.objects["other"][0] == other
+    assert pool.used == 0
+
+
+# --- the budget under slow clients --------------------------------------------------------------
+
+
+async def test_waiting_for_room_ends_with_503_and_retry_after_at_the_deadline() -> None:
+    pool = BufferPool(PART, wait_timeout=0.2)
+    await pool.acquire(PART)
+    with pytest.raises(BufferBusy) as refused:
+        await asyncio.wait_for(pool.acquire(PART), DEADLINE)
+    assert refused.value.status == 503
+    assert refused.value.body() == {
+        "message": "503 Service Unavailable - too many uploads in progress, please retry"
+    }
+    assert refused.value.headers == {"Retry-After": "5"}
+    assert not pool.contended
+
+
+async def test_body_declared_smaller_than_a_part_takes_a_buffer_of_its_own_size(
+    pools: HashPools,
+) -> None:
+    pool = BufferPool(64 * PART)
+    data = os.urandom(300 * 1024 + 5)  # two pieces: copied into a buffer of exactly this size
+    await asyncio.wait_for(stream_to_store(Body(data), MemoryStore(), "k", size=len(data),
+                                           limits=limits(), buffers=pool, pools=pools), DEADLINE)
+    assert pool.peak == len(data)
+
+
+async def test_five_byte_body_is_sent_as_received_without_a_buffer(pools: HashPools) -> None:
+    pool = BufferPool(64 * PART)
+    store = MemoryStore()
+    await asyncio.wait_for(stream_to_store(Body(b"hello"), store, "k", size=5, limits=limits(),
+                                           buffers=pool, pools=pools), DEADLINE)
+    assert store.objects["k"][0] == b"hello"
+    assert pool.peak == 5 and pool.used == 0
+
+
+class Trickle:
+    """A body that sends ``first`` at once, then a byte now and then, for ever."""
+
+    def __init__(self, first: bytes) -> None:
+        self.first = first
+
+    async def readany(self) -> bytes:
+        if self.first:
+            out, self.first = self.first, b""
+            return out
+        await asyncio.sleep(0.2)
+        return b"x"
+
+
+async def test_slow_uploads_holding_the_budget_are_turned_away_for_a_normal_one(
+    pools: HashPools,
+) -> None:
+    pool = BufferPool(4 * PART)
+    store = MemoryStore()
+    slow = [asyncio.create_task(stream_to_store(
+        Trickle(os.urandom(PART // 2)), store, f"slow{i}", size=100 * PART, limits=limits(),
+        buffers=pool, pools=pools)) for i in range(8)]
+    await until(lambda: pool.used >= 4 * PART - PART // 2, "slow uploads hold the budget")
+    data = os.urandom(3 * PART)
+    await asyncio.wait_for(stream_to_store(Body(data), store, "normal", size=len(data),
+                                           limits=limits(), buffers=pool, pools=pools), DEADLINE)
+    assert store.objects["normal"][0] == data
+    turned_away = [t for t in slow if t.done() and isinstance(t.exception(), BufferBusy)]
+    assert turned_away
+    for t in slow:
+        t.cancel()
+    await asyncio.gather(*slow, return_exceptions=True)
+    assert pool.used == 0
+
+
+class HangsUp(Body):
+    """Sends ``data`` in pieces, then the connection breaks."""
+
+    async def readany(self) -> bytes:
+        out = await super().readany()
+        if not out:
+            raise ConnectionResetError("gone")
+        return out
+
+
+@pytest.mark.parametrize("sent", [100, PART + PART // 2, 3 * PART])
+async def test_client_hanging_up_mid_part_gives_back_every_byte(
+    pools: HashPools, sent: int
+) -> None:
+    pool = BufferPool(8 * PART)
+    with pytest.raises(ClientGone):
+        await asyncio.wait_for(stream_to_store(
+            HangsUp(os.urandom(sent)), MemoryStore(), "k", size=10 * PART, limits=limits(),
+            buffers=pool, pools=pools), DEADLINE)
     assert pool.used == 0

@@ -12,8 +12,10 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 from gateway import keys
+from gateway.api import forwarded
 from gateway.errors import InvalidParameters
 from gateway.numbers import INT64_MAX, parse_int
+from gateway.redact import without_credentials
 
 MAX_PER_PAGE = 100
 DEFAULT_PER_PAGE = 20
@@ -58,13 +60,13 @@ def page_of(request: web.Request) -> Page:
 
 
 def external_base(request: web.Request) -> str:
-    """Scheme and host clients use: the configured URL, else the forwarded or direct ones."""
+    """Scheme and host clients use: the configured URL, else the request's own, or the ones a
+    trusted proxy forwarded (never forwarded headers from anyone else)."""
     configured = request.app[keys.settings].external_url
     if configured:
         return configured
-    proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
-    host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
-    return f"{proto}://{host}"
+    view = forwarded.client_view(request)
+    return f"{view.scheme}://{view.host}"
 
 
 def headers(request: web.Request, page: Page, total: int) -> dict[str, str]:
@@ -75,7 +77,9 @@ def headers(request: web.Request, page: Page, total: int) -> dict[str, str]:
     has_prev = page.page > 1
     # The raw path: a decoded one would turn `acme%2Ftools` into two segments (no route).
     base = external_base(request) + request.rel_url.raw_path
-    params = {k: v for k, v in request.query.items() if k not in ("page", "per_page")}
+    # A token sent as ?private_token= is never handed back in a link.
+    params = {k: v for k, v in without_credentials(request.query.items())
+              if k not in ("page", "per_page")}
 
     def link(n: int, rel: str) -> str:
         query = urlencode(

@@ -201,6 +201,9 @@ class Cluster(Service):
             s3_access_key_id=access,
             s3_secret_access_key=secret,
             external_url=self.url,
+            # nginx, on loopback, is the gateways' one proxy: its forwarded headers and request
+            # ids are believed (client addresses in the gateways' logs, the ids nginx logs).
+            trusted_proxies=config.parse_networks("127.0.0.1/32, ::1/128"),
         )
         extra = {}
         if LISTEN_URL_VARIABLE in config.ENV_VARIABLES:

@@ -25,8 +25,10 @@ from gateway.devtools.processes import free_port
 # Small, so the sweeper settles a killed gateway's uploads within seconds (heartbeats every
 # 1.25 s); 5 MiB parts make an 8 MiB body a two-part multipart upload.
 STALE_SECONDS = 5
+# /metrics is reachable through nginx here, so it asks for a token, as the README advises.
+METRICS_TOKEN = "cluster-metrics-" + uuid.uuid4().hex
 SETTINGS = Settings(stale_upload_seconds=STALE_SECONDS, part_size=5 * MiB, shutdown_timeout=5,
-                    token_cache_seconds=1)
+                    token_cache_seconds=1, metrics_token=METRICS_TOKEN)
 
 
 @pytest.fixture(scope="session")

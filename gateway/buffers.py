@@ -1,0 +1,221 @@
+"""The process's budget for upload bytes held in memory: part buffers, and the bytes of slow
+uploads that gave their buffer back.
+
+An upload takes a part buffer (``acquire``) once it has a part's first bytes; when the budget is
+spent it waits (and stops reading its socket, which pushes back on the client), in line, each
+waiter served as soon as it fits, none longer than ``wait_timeout``: then it gets a 503 with
+``Retry-After`` rather than hanging.
+
+Slow clients cannot sit on the budget. An upload that cannot fill its buffer while others wait
+gives it back, keeping only the bytes it has (uploads.py), and is *slow* from then on: it holds
+its bytes as they come and takes a buffer only for a whole part; slow uploads are served only
+when no other upload waits, and when another upload needs the room their bytes take, they are
+turned away (503, ``Retry-After``), oldest first, whether they wait for room or for their
+client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.errors import ServiceUnavailable
+
+# Buffers below this (a small body's own size) are not kept for reuse: their sizes vary.
+_MIN_REUSE = 2**20
+# What a client refused for want of room is told to wait before retrying, seconds.
+RETRY_AFTER = 5
+
+
+class BufferBusy(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("too many uploads in progress, please retry", retry_after=RETRY_AFTER)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    need: int  # bytes beyond what the waiter holds already
+    credit: int  # bytes the waiter holds, which it gives up for this request
+    slow: bool
+    future: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class BufferPool:
+    """Part buffers and held bytes of every upload of a process, within ``budget`` bytes.
+
+    A request larger than the whole budget is still granted when nothing else is held, so no
+    upload can wait forever for room that can never exist.
+    """
+
+    def __init__(self, budget: int, *, wait_timeout: float = 30.0) -> None:
+        self.budget = budget
+        self.wait_timeout = wait_timeout
+        self.used = 0
+        self.peak = 0
+        self.turned_away = 0
+        # Requests that had to wait for room, and the seconds spent waiting (metrics).
+        self.waits = 0
+        self.wait_seconds = 0.0
+        self._free: dict[int, list[bytearray]] = {}
+        self._free_bytes = 0
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        # Slow uploads holding bytes while they wait for more from their client: the bytes
+        # held, and a callback that makes the upload give them up (a 503) at once.
+        self._slow_holders: dict[int, tuple[int, Callable[[], None]]] = {}
+
+    @property
+    def contended(self) -> bool:
+        """True while some upload waits for room."""
+        return bool(self._waiters)
+
+    @property
+    def others_waiting(self) -> bool:
+        """True while an upload that is not slow waits for room."""
+        return any(not w.slow for w in self._waiters)
+
+    def holding_slow(self, key: int, held: int, give_up: Callable[[], None] | None) -> None:
+        """A slow upload starts (``give_up``) or stops (None) waiting for its client while it
+        holds ``held`` bytes; ``give_up`` is called when another upload needs them."""
+        if give_up is None:
+            self._slow_holders.pop(key, None)
+        else:
+            self._slow_holders[key] = (held, give_up)
+
+    # --- charging --------------------------------------------------------------------------
+
+    def _fits(self, need: int, credit: int) -> bool:
+        return self.used + need <= self.budget or self.used == credit
+
+    def _take(self, need: int) -> None:
+        self.used += need
+        self.peak = max(self.peak, self.used)
+
+    def _give_back(self, nbytes: int) -> None:
+        self.used -= nbytes
+        self._grant()
+
+    async def _room(self, need: int, credit: int, slow: bool) -> None:
+        """Charge ``need`` more bytes, waiting in line for room, at most ``wait_timeout``."""
+        ahead = self._waiters if slow else [w for w in self._waiters if not w.slow]
+        if not ahead and self._fits(need, credit):
+            self._take(need)
+            return
+        waiter = _Waiter(need, credit, slow)
+        self._waiters.append(waiter)
+        self._grant()  # it may fit where those before it do not
+        self.waits += 1
+        since = time.monotonic()
+        try:
+            async with asyncio.timeout(self.wait_timeout):
+                await waiter.future
+        except TimeoutError:
+            if not self._granted(waiter):
+                self.turned_away += 1
+                raise BufferBusy() from None
+        except BaseException:
+            if self._granted(waiter):
+                self._give_back(need)  # granted just as we were cancelled
+            raise
+        finally:
+            self.wait_seconds += time.monotonic() - since
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+                self._grant()  # a waiter that was in the way has left
+
+    @staticmethod
+    def _granted(waiter: _Waiter) -> bool:
+        return (waiter.future.done() and not waiter.future.cancelled()
+                and waiter.future.exception() is None)
+
+    def _grant(self) -> None:
+        """Serve the waiters that fit now, in order, those that are not slow first (a large one
+        does not hold back smaller ones behind it: it is served as soon as its room is there).
+        While one that is not slow still waits, no slow one is served; slow ones waiting are
+        turned away, oldest first, until its room is there, and slow ones filling a buffer are
+        told to give it back."""
+        fast = [w for w in self._waiters if not w.slow]
+        for waiter in fast:
+            if self._fits(waiter.need, waiter.credit):
+                self._serve(waiter)
+        still = [w for w in fast if not w.future.done()]
+        if still:
+            self._make_room(still[0])
+            return
+        for waiter in list(self._waiters):
+            if self._fits(waiter.need, waiter.credit):
+                self._serve(waiter)
+
+    def _serve(self, waiter: _Waiter) -> None:
+        self._take(waiter.need)
+        self._waiters.remove(waiter)
+        waiter.future.set_result(None)
+
+    def _make_room(self, waiter: _Waiter) -> None:
+        """Turn slow uploads away, oldest first, until ``waiter`` fits: their uploads fail (a
+        503) and give back what they hold as they end."""
+        freed = 0
+        for slow in [w for w in self._waiters if w.slow]:
+            if self.used - freed + waiter.need <= self.budget:
+                return
+            self._waiters.remove(slow)
+            self.turned_away += 1
+            slow.future.set_exception(BufferBusy())
+            freed += slow.credit
+        for key, (held, give_up) in list(self._slow_holders.items()):
+            if self.used - freed + waiter.need <= self.budget:
+                return
+            del self._slow_holders[key]
+            self.turned_away += 1
+            give_up()
+            freed += held
+
+    # --- the interface ---------------------------------------------------------------------
+
+    async def acquire(self, size: int, *, credit: int = 0, slow: bool = False) -> bytearray:
+        """A buffer of ``size`` bytes. ``credit``: bytes the caller holds (charged) and gives
+        up for it (they are copied in), so only ``size - credit`` more is charged."""
+        await self._room(max(0, size - credit), credit, slow)
+        if credit > size:
+            self._give_back(credit - size)
+        free = self._free.get(size)
+        if free:
+            self._free_bytes -= size
+            return free.pop()
+        # Make room: drop idle buffers of other sizes before allocating.
+        for other in list(self._free):
+            while self._free[other] and self.used + self._free_bytes > self.budget:
+                self._free[other].pop()
+                self._free_bytes -= other
+        return bytearray(size)
+
+    def release(self, buf: bytearray, *, reuse: bool = True, keep: int = 0) -> None:
+        """Return a buffer. ``reuse=False`` when a worker thread may still read it; ``keep``
+        bytes stay charged to the caller (what it copied out to hold)."""
+        size = len(buf)
+        # Idle buffers kept for reuse and bytes held stay within the budget together.
+        if reuse and size >= _MIN_REUSE and self.used + keep + self._free_bytes <= self.budget:
+            self._free.setdefault(size, []).append(buf)
+            self._free_bytes += size
+        self._give_back(size - keep)
+
+    async def reserve(self, nbytes: int, *, credit: int = 0, slow: bool = False) -> None:
+        """Charge ``nbytes`` held as they were received (a piece sent as it is), of which
+        ``credit`` are charged already; waits for room as ``acquire`` does."""
+        await self._room(max(0, nbytes - credit), credit, slow)
+        if credit > nbytes:
+            self._give_back(credit - nbytes)
+
+    def unreserve(self, nbytes: int) -> None:
+        """Held bytes are gone."""
+        if nbytes:
+            self._give_back(nbytes)
+
+    def drop_idle(self) -> None:
+        """Forget the idle buffers kept for reuse (the app is shutting down)."""
+        self._free.clear()
+        self._free_bytes = 0
