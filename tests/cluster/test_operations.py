@@ -9,6 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.devtools.cluster import Cluster
 from tests.cluster.conftest import METRICS_TOKEN, Api, unique
+from tests.faults.checks import wait_for
 
 _PUT_ROUTE = "/api/v4/projects/{id}/packages/generic/{tail}"
 
@@ -63,6 +64,13 @@ async def test_request_id_from_nginx_is_answered_and_on_the_gateways_log_line(
         request_id = resp.headers["X-Request-Id"]
     # nginx's own id (32 hex digits) replaces what the client sent, and the gateway kept it.
     assert re.fullmatch(r"[0-9a-f]{32}", request_id)
-    logs = "".join(instance.log_path.read_text() for instance in cluster.instances)
-    assert f'"request_id":"{request_id}"' in logs
-    assert forged not in logs
+
+    def logs() -> str:
+        return "".join(instance.log_path.read_text() for instance in cluster.instances)
+
+    async def logged() -> bool:
+        return f'"request_id":"{request_id}"' in logs()
+
+    # The access log line is written once the answer has gone: wait for it.
+    await wait_for(logged, "the gateway's log line with nginx's request id", 15)
+    assert forged not in logs()
