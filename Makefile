@@ -29,6 +29,7 @@ cluster: os-packages $(BIN)/python
 test: os-packages $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/ruff check gateway tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 # The multi-GiB cases as well.

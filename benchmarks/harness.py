@@ -23,12 +23,11 @@ import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 
-from gateway import accounts
-from gateway.db import identity
 from gateway.db.migrate import migrate
 from gateway.devtools.postgres import PostgresCluster
 from gateway.devtools.processes import free_port, wait_for_port
 from gateway.devtools.s3servers import MotoServer, RcloneS3Server, S3Server
+from gateway.identity import seed
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 1_000_000
@@ -179,12 +178,12 @@ def start_database(work: Path) -> Database:
         await migrate(url)
         conn = await asyncpg.connect(url)
         try:
-            token = await accounts.bootstrap(conn, "bench")
-            admin = await identity.find_user_by_username(conn, accounts.ADMIN_USERNAME)
-            project = await accounts.ensure_project(
-                conn, "bench", "files", owner_id=admin["id"], visibility="private"
+            token = await seed.bootstrap(conn, "bench")
+            admin = await seed.ensure_admin(conn)
+            project = await seed.ensure_project(
+                conn, "bench", "files", owner_id=admin.id, visibility="private"
             )
-            return token, project["id"]
+            return token, project.id
         finally:
             await conn.close()
 

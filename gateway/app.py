@@ -13,11 +13,14 @@ from gateway.api import forwarded, setup_routes
 from gateway.auth import Authenticator
 from gateway.buffers import BufferPool
 from gateway.config import Settings
+from gateway.db.identity import changes
+from gateway.db.listen import Listener
 from gateway.db.migrate import latest_version
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
 from gateway.hashing import HashPools
+from gateway.identity.context import Services
 from gateway.loopwatch import HealthListener, LoopWatch
 from gateway.metrics import Metrics
 from gateway.readiness import Readiness
@@ -58,6 +61,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_s3_store if store is None else _given_store(store))
     app.cleanup_ctx.append(_upload_pipeline)
     app.cleanup_ctx.append(_deletion_worker)
+    app.cleanup_ctx.append(_identity)
     app.cleanup_ctx.append(_observed)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
@@ -126,6 +130,36 @@ async def _deletion_worker(app: web.Application) -> AsyncIterator[None]:
     async with DeletionWorker(app[keys.db], app[keys.store]).running() as worker:
         app[keys.deletions] = worker
         yield
+
+
+async def _identity(app: web.Application) -> AsyncIterator[None]:
+    """The identity services, and the listener that keeps this process's token cache honest:
+    every gateway process drops its cached tokens when any of them changes identity, and
+    serves nothing from the cache while it cannot hear of changes (``TokenCache``)."""
+    settings = app[keys.settings]
+    authenticator = app[keys.authenticator]
+    app[keys.services] = Services(
+        db=app[keys.db],
+        max_token_lifetime_days=settings.max_token_lifetime_days,
+        allow_guest_pull=settings.allow_guest_pull,
+        forget_tokens=authenticator.forget_cached,
+        wake_deletions=app[keys.deletions].wake,
+    )
+    cache = authenticator.cache
+    if not cache.enabled:
+        yield
+        return
+    db = app[keys.db]
+
+    async def send(channel: str, payload: str) -> None:
+        await changes.send(db, channel, payload)
+
+    listener = Listener(settings.listen_url, changes.CHANNEL, on_message=cache.invalidate,
+                        on_state=cache.set_live, send=send, timeout=settings.db_acquire_timeout)
+    async with listener.running():
+        yield
+
+
 async def _observed(app: web.Application) -> AsyncIterator[None]:
     """Readiness, and what the metrics read of the other resources when scraped."""
     app[keys.readiness] = Readiness(app[keys.db], app[keys.store],

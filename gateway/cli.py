@@ -57,8 +57,8 @@ def cmd_migrate(settings: config.Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
-    from gateway import accounts
     from gateway.db.pool import connect
+    from gateway.identity import seed
 
     if not settings.database_url:
         raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
@@ -66,12 +66,12 @@ def cmd_bootstrap(settings: config.Settings, args: argparse.Namespace) -> int:
     async def go() -> str:
         conn = await connect(settings.database_url, pgbouncer=settings.db_pgbouncer)
         try:
-            return await accounts.bootstrap(conn)
+            return await seed.bootstrap(conn)
         finally:
             await conn.close()
 
     token = _run(go())
-    print(f"administrator: {accounts.ADMIN_USERNAME}", file=sys.stderr)
+    print(f"administrator: {seed.ADMIN_USERNAME}", file=sys.stderr)
     print(token)
     return 0
 

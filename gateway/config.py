@@ -96,6 +96,9 @@ def choice(*allowed: str) -> Callable[[str], str]:
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = ""
+    # The connection that LISTENs for identity changes; PgBouncer in transaction mode cannot
+    # LISTEN, so this may name PostgreSQL itself. Empty: database_url.
+    database_listen_url: str = ""
     s3_bucket: str = ""
     s3_endpoint_url: str | None = None
     s3_public_endpoint_url: str | None = None
@@ -144,6 +147,8 @@ class Settings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     shutdown_timeout: float = 30.0
     token_cache_seconds: float = 5.0
+    # GitLab's maximum access token lifetime (PersonalAccessToken::MAX_..._LIFETIME_IN_DAYS).
+    max_token_lifetime_days: int = 365
     workers: int = 1
     log_level: str = "INFO"
     allow_guest_pull: bool = False
@@ -160,10 +165,15 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **changes)
 
+    @property
+    def listen_url(self) -> str:
+        return self.database_listen_url or self.database_url
+
 
 # variable -> (field, parser): the one place the environment is read.
 _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_DATABASE_URL": ("database_url", str),
+    "GATEWAY_DATABASE_LISTEN_URL": ("database_listen_url", str),
     "GATEWAY_S3_BUCKET": ("s3_bucket", str),
     "GATEWAY_S3_ENDPOINT_URL": ("s3_endpoint_url", parse_url),
     "GATEWAY_S3_PUBLIC_ENDPOINT_URL": ("s3_public_endpoint_url", parse_url),
@@ -195,6 +205,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_TRUSTED_PROXIES": ("trusted_proxies", parse_networks),
     "GATEWAY_SHUTDOWN_TIMEOUT": ("shutdown_timeout", parse_float),
     "GATEWAY_TOKEN_CACHE_SECONDS": ("token_cache_seconds", parse_float),
+    "GATEWAY_MAX_TOKEN_LIFETIME_DAYS": ("max_token_lifetime_days", parse_int),
     "GATEWAY_WORKERS": ("workers", parse_int),
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
@@ -275,6 +286,10 @@ def validate(s: Settings) -> None:
         raise bad("workers", "must be at least 1")
     if s.stale_upload_seconds < 1:
         raise bad("stale_upload_seconds", "must be at least 1")
+    if not 1 <= s.max_token_lifetime_days <= 100 * 365:
+        raise bad("max_token_lifetime_days", "must be between 1 and 36500")
+    if s.token_cache_seconds < 0:
+        raise bad("token_cache_seconds", "must not be negative")
     for attr in ("header_timeout", "keepalive_timeout", "buffer_wait_timeout"):
         if getattr(s, attr) <= 0:
             raise bad(attr, "must be above 0 seconds")

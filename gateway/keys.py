@@ -10,6 +10,7 @@ from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.hashing import HashPools
+from gateway.identity.context import Services
 from gateway.loopwatch import LoopWatch
 from gateway.metrics import Metrics, WorkerPeers
 from gateway.readiness import Readiness
@@ -24,6 +25,7 @@ hash_pools = web.AppKey("hash_pools", HashPools)
 buffers = web.AppKey("buffers", BufferPool)
 uploads = web.AppKey("uploads", UploadContext)
 deletions = web.AppKey("deletions", DeletionWorker)
+services = web.AppKey("services", Services)
 metrics = web.AppKey("metrics", Metrics)  # absent with GATEWAY_METRICS=false
 # Set by `gateway serve --workers N`: where the other workers answer their metrics.
 worker_peers = web.AppKey("worker_peers", WorkerPeers)

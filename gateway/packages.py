@@ -23,9 +23,9 @@ from typing import Any
 import asyncpg
 import re2
 
-from gateway import auth
-from gateway.db import identity
+from gateway.auth import Principal
 from gateway.db import packages as q
+from gateway.db.identity import groups as group_queries
 from gateway.db.pool import Database
 from gateway.errors import (
     BadRequest,
@@ -34,7 +34,10 @@ from gateway.errors import (
     RecordNotFound,
     ServiceUnavailable,
 )
+from gateway.identity.policy import ProjectAccess, abilities
+from gateway.models import Package, PackageFile, PackageVersion, Project
 from gateway.naming import FileTarget
+from gateway.numbers import id_or_path
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
@@ -82,6 +85,8 @@ def _anchored(pattern: str) -> Any:
     # GitLab pastes the pattern between \A and \z without a group: a top-level "|" binds
     # loosely (``a|b`` is "starts with a" or "ends with b"). Kept on purpose.
     return re2.compile(r"\A" + pattern + r"\z", _RE2_OPTIONS)
+
+
 class UploadSwept(ServiceUnavailable):
     """The upload's heartbeat went stale and the sweeper removed it before the commit."""
 
@@ -130,10 +135,10 @@ async def _duplicate_refused(conn: asyncpg.Connection, project_id: int, package_
                              target: FileTarget) -> bool:
     if not await q.live_file_exists(conn, package_id, target.file_name):
         return False
-    policy = await q.duplicate_policy(conn, project_id)
+    allowed, exception_regex = await q.duplicate_policy(conn, project_id)
     return not duplicates_allowed(
-        policy["generic_duplicates_allowed"],
-        policy["generic_duplicate_exception_regex"],
+        allowed,
+        exception_regex,
         target.package_name,
         target.package_version,
     )
@@ -145,7 +150,7 @@ async def check_duplicate(db: Database, project_id: int, target: FileTarget) -> 
         pkg = await q.find_live_package(
             conn, project_id, target.package_name, target.package_version
         )
-        if pkg is not None and await _duplicate_refused(conn, project_id, pkg["id"], target):
+        if pkg is not None and await _duplicate_refused(conn, project_id, pkg.id, target):
             raise DuplicateNotAllowed()
 
 
@@ -158,7 +163,7 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
-) -> asyncpg.Record:
+) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
     One transaction: the advisory lock on (project, name, version), find or create the
@@ -198,7 +203,7 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
-) -> asyncpg.Record:
+) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
@@ -212,15 +217,15 @@ async def _insert_file(
             wanted if wanted is not None else q.STATUS["default"], creator_id,
         )
     else:
-        if await _duplicate_refused(conn, project_id, pkg["id"], target):
+        if await _duplicate_refused(conn, project_id, pkg.id, target):
             raise DuplicateNotAllowed()
-        if wanted is not None and wanted != pkg["status"]:
-            await q.set_package_status(conn, pkg["id"], wanted)
+        if wanted is not None and wanted != pkg.status:
+            await q.set_package_status(conn, pkg.id, wanted)
         else:
-            await q.touch_package(conn, pkg["id"])
+            await q.touch_package(conn, pkg.id)
     d = stored.digests
     return await q.insert_package_file(
-        conn, pkg["id"], project_id, target.file_name, stored.size,
+        conn, pkg.id, project_id, target.file_name, stored.size,
         d.md5, d.sha1, d.sha256, stored.key,
     )
 
@@ -240,22 +245,25 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
 
 
 async def file_for_caller(
-    db: Database, who: auth.Principal, project_ref: str, target: FileTarget, *,
+    db: Database, who: Principal, project_ref: str, target: FileTarget, *,
     allow_guest_pull: bool,
-) -> tuple[auth.ProjectAccess | None, dict | None]:
+) -> tuple[ProjectAccess | None, dict | None]:
     """The project as ``who`` sees it and, if they may read its packages, the file to serve.
 
     One query finds both: a redirect is mostly database round trips (and the pool adds one
     more, its reset, per connection handed back).
     """
+    ref = id_or_path(project_ref)
+    if ref is None:
+        return None, None
     async with db.connection() as conn:
-        row, found = await q.file_for_caller(
-            conn, project_ref, who.user_id, target.package_name, target.package_version,
+        project, found = await q.file_for_caller(
+            conn, ref, who.user_id, target.package_name, target.package_version,
             target.file_name,
         )
-    if row is None:
+    if project is None:
         return None, None
-    access = auth.abilities(who, row, allow_guest_pull=allow_guest_pull)
+    access = abilities(who, project, allow_guest_pull=allow_guest_pull)
     if not access.read_package:
         return access, None
     return access, found
@@ -283,7 +291,7 @@ class PackageQuery:
 
 async def list_packages(
     db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, offset: int
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[Package]]:
     """One page of the packages of these projects, and how many match in all."""
     statuses = (query.status,) if query.status is not None else q.DISPLAYABLE_STATUSES
     async with db.connection() as conn:
@@ -296,30 +304,30 @@ async def list_packages(
 
 async def group_projects(
     db: Database, group_id: int, user_id: int | None, *, exclude_subgroups: bool
-) -> list[asyncpg.Record]:
+) -> list[Project]:
     """The projects of a group (and of its subgroups), with the caller's access level."""
     async with db.connection() as conn:
-        ids = [group_id] if exclude_subgroups else await identity.group_and_descendant_ids(
+        ids = [group_id] if exclude_subgroups else await group_queries.group_and_descendant_ids(
             conn, group_id
         )
         return await q.group_projects_for_caller(conn, ids, user_id)
 
 
-async def displayable_package(db: Database, project_id: int, package_id: int) -> asyncpg.Record:
+async def displayable_package(db: Database, project_id: int, package_id: int) -> Package:
     """The package as the Packages API finds it by id (hidden ones are not found)."""
     async with db.connection() as conn:
         pkg = await q.find_package(conn, project_id, package_id)
-    if pkg is None or pkg["status"] not in q.DISPLAYABLE_STATUSES:
+    if pkg is None or pkg.status not in q.DISPLAYABLE_STATUSES:
         raise RecordNotFound()
     return pkg
 
 
 async def package_details(
     db: Database, project_id: int, package_id: int
-) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+) -> tuple[Package, list[PackageVersion]]:
     """A package for a single GET, and its other versions; GitLab's two 404s otherwise."""
     pkg = await displayable_package(db, project_id, package_id)
-    if pkg["status"] not in q.DETAILED_STATUSES:
+    if pkg.status not in q.DETAILED_STATUSES:
         raise PackageNotFound()
     async with db.connection() as conn:
         return pkg, await q.other_versions(conn, pkg)
@@ -328,7 +336,7 @@ async def package_details(
 async def list_package_files(
     db: Database, project_id: int, package_id: int, *, order_by: str, sort: str,
     limit: int, offset: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[PackageFile]]:
     await displayable_package(db, project_id, package_id)
     async with db.connection() as conn:
         return await q.list_package_files(
@@ -336,10 +344,10 @@ async def list_package_files(
         )
 
 
-async def _delete_whole_package(conn: asyncpg.Connection, pkg: asyncpg.Record) -> bool:
+async def _delete_whole_package(conn: asyncpg.Connection, pkg: Package) -> bool:
     # The upload commit's lock: a file is never added to a package that is being deleted.
-    await q.lock_package_version(conn, pkg["project_id"], pkg["name"], pkg["version"])
-    return await q.delete_package(conn, pkg["id"])
+    await q.lock_package_version(conn, pkg.project_id, pkg.name, pkg.version)
+    return await q.delete_package(conn, pkg.id)
 
 
 async def delete_package(db: Database, project_id: int, package_id: int) -> None:
@@ -368,8 +376,8 @@ async def delete_file_by_path(db: Database, project_id: int, target: FileTarget)
         )
         if pkg is None:
             raise RecordNotFound()
-        await q.lock_package_version(conn, project_id, pkg["name"], pkg["version"])
-        if not await q.delete_files_named(conn, pkg["id"], target.file_name):
+        await q.lock_package_version(conn, project_id, pkg.name, pkg.version)
+        if not await q.delete_files_named(conn, pkg.id, target.file_name):
             raise RecordNotFound()
 
 
@@ -391,7 +399,7 @@ async def package_settings(db: Database, group_id: int) -> dict[str, Any]:
         row = await q.package_settings(conn, group_id)
     if row is None:
         raise NotFound("Group")
-    return dict(row)
+    return row
 
 
 async def update_package_settings(
@@ -404,4 +412,4 @@ async def update_package_settings(
         row = await q.update_package_settings(conn, group_id, allowed, exception_regex)
     if row is None:
         raise NotFound("Group")
-    return dict(row)
+    return row

@@ -21,14 +21,15 @@ import boto3
 import pytest
 from botocore.config import Config as BotoConfig
 
-from gateway import accounts, auth
+from gateway import auth
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.db import identity
 from gateway.db.migrate import migrate
 from gateway.devtools.postgres import PostgresCluster
 from gateway.devtools.processes import free_port, wait_for_port
 from gateway.devtools.s3servers import MotoServer
+from gateway.identity import seed, tokens
+from gateway.models import User
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,35 +166,34 @@ class World:
     project_path: str
     tokens: dict[str, str]
 
-    async def user(self, username: str, *, admin: bool = False) -> asyncpg.Record:
-        return await identity.insert_user(
-            self.conn, username, username.title(), f"{username}@example.com", is_admin=admin
-        )
+    async def user(self, username: str, *, admin: bool = False, **fields: object) -> User:
+        return await seed.add_user(self.conn, username, admin=admin, **fields)
 
     async def token(self, user_id: int, scopes: list[str] | None = None, **kw: object) -> str:
-        token, _ = await accounts.create_personal_access_token(
+        issued = await tokens.issue_personal_access_token(
             self.conn, user_id, "test", scopes or ["api"], **kw  # type: ignore[arg-type]
         )
-        return token
+        return issued.token
 
     async def member(self, user_id: int, level: int, project_id: int | None = None) -> None:
         await self.conn.execute(
-            identity.UPSERT_PROJECT_MEMBER, project_id or self.project_id, user_id, level, None,
-            None,
+            "INSERT INTO project_members (project_id, user_id, access_level) VALUES ($1, $2, $3)"
+            " ON CONFLICT (project_id, user_id) DO UPDATE SET access_level = EXCLUDED.access_level",
+            project_id or self.project_id, user_id, level,
         )
 
     async def project(self, group: str, name: str, visibility: str = "private") -> int:
-        admin = await identity.find_user_by_username(self.conn, accounts.ADMIN_USERNAME)
-        row = await accounts.ensure_project(
-            self.conn, group, name, owner_id=admin["id"], visibility=visibility
+        admin = await seed.ensure_admin(self.conn)
+        row = await seed.ensure_project(
+            self.conn, group, name, owner_id=admin.id, visibility=visibility
         )
-        return row["id"]
+        return row.id
 
     async def job_token(self, user_id: int, project_id: int | None = None) -> str:
-        token, _ = await accounts.mint_job_token(
+        issued = await tokens.issue_job_token(
             self.conn, project_id or self.project_id, user_id, 3600
         )
-        return token
+        return issued.token
 
 
 ROLES = {"guest": auth.GUEST, "reporter": auth.REPORTER, "developer": auth.DEVELOPER,
@@ -207,15 +207,15 @@ async def world(db: asyncpg.Connection) -> World:
 
 async def build_world(db: asyncpg.Connection) -> World:
     """The World in an emptied database (also for tests that run a PostgreSQL of their own)."""
-    admin_token = await accounts.bootstrap(db)
+    admin_token = await seed.bootstrap(db)
     w = World(db, admin_token, 0, "acme/tools", {})
     w.project_id = await w.project("acme", "tools")
     for role, level in ROLES.items():
         user = await w.user(role)
-        await w.member(user["id"], level)
-        w.tokens[role] = await w.token(user["id"])
+        await w.member(user.id, level)
+        w.tokens[role] = await w.token(user.id)
     outsider = await w.user("outsider")
-    w.tokens["outsider"] = await w.token(outsider["id"])
+    w.tokens["outsider"] = await w.token(outsider.id)
     return w
 
 
@@ -250,8 +250,8 @@ def gateway_env(settings: Settings, port: int, **extra: str) -> dict[str, str]:
         GATEWAY_S3_ENDPOINT_URL=settings.s3_endpoint_url or "",
         GATEWAY_PORT=str(port),
         GATEWAY_TOKEN_CACHE_SECONDS="0",
-        **extra,
     )
+    env.update(extra)  # the test's own settings win
     return env
 
 

@@ -32,13 +32,13 @@ async def insert_package(
     pkg = await q.insert_package(conn, project_id, name, version, q.STATUS[status], None)
     if package_type != q.GENERIC:
         await conn.execute("UPDATE packages SET package_type = $2 WHERE id = $1",
-                           pkg["id"], package_type)
+                           pkg.id, package_type)
     for file_name in files:
         await q.insert_package_file(
-            conn, pkg["id"], project_id, file_name, 3, "0" * 32, "0" * 40, "0" * 64,
+            conn, pkg.id, project_id, file_name, 3, "0" * 32, "0" * 40, "0" * 64,
             f"test/{uuid.uuid4().hex}",
         )
-    return pkg
+    return await conn.fetchrow("SELECT * FROM packages WHERE id = $1", pkg.id)
 
 
 async def subgroup(conn: asyncpg.Connection, parent_path: str, path: str) -> int:

@@ -12,7 +12,7 @@ import warnings
 import gitlab
 import pytest
 
-from gateway import accounts
+from gateway.identity import tokens
 from tests.conftest import ROOT, World, start_gateway
 
 PLAIN_401 = {"message": "401 Unauthorized"}
@@ -53,8 +53,10 @@ async def test_current_user_with_unknown_token_is_plain_401(client, world: World
 
 
 async def test_current_user_with_revoked_token_is_oauth_401(client, world: World) -> None:
-    token, row = await accounts.create_personal_access_token(world.conn, 2, "r", ["api"])
-    await accounts.revoke_personal_access_token(world.conn, row["id"])
+    issued = await tokens.issue_personal_access_token(world.conn, 2, "r", ["api"])
+    token = issued.token
+    await world.conn.execute("UPDATE personal_access_tokens SET revoked = true WHERE id = $1",
+                             issued.record.id)
     resp = await client.get("/api/v4/user", headers=h(token))
     assert (resp.status, await resp.json()) == (401, REVOKED)
     assert resp.headers["WWW-Authenticate"].startswith('Bearer realm="Protected by OAuth 2.0"')
@@ -68,7 +70,7 @@ async def test_current_user_accepts_a_read_user_token(client, world: World) -> N
 
 
 async def test_deploy_token_is_not_a_credential_of_the_admin_api(client, world: World) -> None:
-    token, _ = await accounts.create_deploy_token(
+    token, _ = await _deploy_token(
         world.conn, project_id=world.project_id, name="d", scopes=["read_package_registry"],
         expires_at=None, username=None)
     resp = await client.get("/api/v4/user", headers={"Deploy-Token": token})
@@ -768,3 +770,8 @@ async def test_external_user_does_not_see_internal_projects(client, world: World
     await world.conn.execute("UPDATE users SET external = true WHERE username = 'outsider'")
     resp = await client.get(f"/api/v4/projects/{pid}", headers=h(world.tokens["outsider"]))
     assert resp.status == 404
+
+
+async def _deploy_token(conn, **kw):
+    issued = await tokens.issue_deploy_token(conn, **kw)
+    return issued.token, issued.record

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from gateway import accounts, auth
+from gateway import auth
+from gateway.db.identity import groups as group_queries
+from gateway.identity import seed, tokens
 from tests.conftest import ROLES, World
 
 FILE = "/api/v4/projects/{pid}/packages/generic/pkg/1.0/{name}"
@@ -77,37 +79,39 @@ async def credential(inst: Instance, kind: str, pid: int) -> dict[str, str]:
         yesterday = dt.date.today() - dt.timedelta(days=1)
         return {"PRIVATE-TOKEN": await w.token(inst.users["developer"], expires_at=yesterday)}
     if kind == "pat-revoked":
-        token, row = await accounts.create_personal_access_token(
+        issued = await tokens.issue_personal_access_token(
             conn, inst.users["developer"], "r", ["api"])
-        await accounts.revoke_personal_access_token(conn, row["id"])
-        return {"PRIVATE-TOKEN": token}
+        await conn.execute("UPDATE personal_access_tokens SET revoked = true WHERE id = $1",
+                           issued.record.id)
+        return {"PRIVATE-TOKEN": issued.token}
     if kind == "pat-unknown":
         return {"PRIVATE-TOKEN": "glpat-doesnotexist0000000"}
     if kind == "deploy":  # deploy:<scopes>[:other|expired|revoked]
         scopes, _, state = detail.partition(":")
-        token, row = await accounts.create_deploy_token(
+        issued = await tokens.issue_deploy_token(
             conn, project_id=inst.other_project if state == "other" else pid, name="d",
             scopes=scopes.split("+"), username=None,
             expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
             if state == "expired" else None,
         )
         if state == "revoked":
-            await conn.execute("UPDATE deploy_tokens SET revoked = true WHERE id = $1", row["id"])
-        return {"Deploy-Token": token}
+            await conn.execute("UPDATE deploy_tokens SET revoked = true WHERE id = $1",
+                               issued.record.id)
+        return {"Deploy-Token": issued.token}
     if kind == "deploy-unknown":
         return {"Deploy-Token": "gldt-doesnotexist00000000"}
     if kind == "job":  # job:<role>[:other|finished]
         role, _, state = detail.partition(":")
-        token, _ = await accounts.mint_job_token(
+        issued = await tokens.issue_job_token(
             conn, inst.other_project if state == "other" else pid, inst.users[role],
             -10 if state == "finished" else 3600,
         )
-        return {"JOB-TOKEN": token}
+        return {"JOB-TOKEN": issued.token}
     if kind == "job-unknown":
         return {"JOB-TOKEN": "glcbt-doesnotexist0000000"}
     if kind == "basic-ci":  # the job token over Basic, user gitlab-ci-token
-        token, _ = await accounts.mint_job_token(conn, pid, inst.users[detail], 3600)
-        return basic("gitlab-ci-token", token)
+        issued = await tokens.issue_job_token(conn, pid, inst.users[detail], 3600)
+        return basic("gitlab-ci-token", issued.token)
     if kind == "basic-wrong":
         return basic(detail or "someone", "not-a-token")
     raise AssertionError(kind)
@@ -273,16 +277,16 @@ async def test_guest_reads_when_the_guest_pull_flag_is_on(aiohttp_client, settin
 
 
 async def _job(inst: Instance) -> str:
-    token, _ = await accounts.mint_job_token(
+    issued = await tokens.issue_job_token(
         inst.world.conn, inst.projects["private"], inst.users["developer"], 3600)
-    return token
+    return issued.token
 
 
 async def _deploy(inst: Instance) -> str:
-    token, _ = await accounts.create_deploy_token(
+    issued = await tokens.issue_deploy_token(
         inst.world.conn, project_id=inst.projects["private"], name="d",
         scopes=["write_package_registry"], expires_at=None, username=None)
-    return token
+    return issued.token
 
 
 def _pat(inst: Instance) -> str:
@@ -340,11 +344,11 @@ async def test_job_token_in_private_token_header_is_ignored_not_refused(
 async def test_project_access_token_of_project_a_is_a_stranger_to_project_b(
     client, instance: Instance
 ) -> None:
-    token, _ = await accounts.create_resource_token(
+    token = (await tokens.issue_resource_token(
         instance.world.conn, "project", instance.other_project, name="bot", scopes=["api"],
         access_level=auth.MAINTAINER, expires_at=None, description=None, created_by=None,
         host="example.com",
-    )
+    )).token
     ok = await client.put(FILE.format(pid=instance.other_project, name="a.txt"), data=b"a",
                           headers={"PRIVATE-TOKEN": token})
     other = await client.put(FILE.format(pid=instance.projects["private"], name="a.txt"),
@@ -357,18 +361,15 @@ async def test_group_deploy_token_works_on_every_project_below_the_group(
     client, instance: Instance
 ) -> None:
     conn = instance.world.conn
-    group = await conn.fetchrow("SELECT id FROM namespaces WHERE full_path = 'acme'")
-    sub = await accounts.create_group(conn, name="sub", path="sub", visibility="private",
-                                      description="", parent=await conn.fetchrow(
-                                          "SELECT * FROM namespaces WHERE id = $1", group["id"]),
-                                      owner_id=None)
-    deep = await accounts.create_project(conn, sub["id"], {"name": "deep", "path": "deep"}, None)
-    token, _ = await accounts.create_deploy_token(
-        conn, group_id=group["id"], name="g", scopes=["write_package_registry"],
-        expires_at=None, username=None)
+    group = await group_queries.namespace_by_full_path(conn, "acme")
+    sub = await seed.ensure_group(conn, "sub", owner_id=None, parent=group)
+    deep = await seed.add_project(conn, sub.id, "deep")
+    token = (await tokens.issue_deploy_token(
+        conn, group_id=group.id, name="g", scopes=["write_package_registry"],
+        expires_at=None, username=None)).token
     here = await client.put(FILE.format(pid=instance.projects["private"], name="g.txt"),
                             data=b"g", headers={"Deploy-Token": token})
-    below = await client.put(FILE.format(pid=deep["id"], name="g.txt"), data=b"g",
+    below = await client.put(FILE.format(pid=deep.id, name="g.txt"), data=b"g",
                              headers={"Deploy-Token": token})
     elsewhere = await client.put(FILE.format(pid=instance.other_project, name="g.txt"),
                                  data=b"g", headers={"Deploy-Token": token})
@@ -379,16 +380,15 @@ async def test_group_membership_is_inherited_by_subgroup_projects_highest_level_
     client, instance: Instance
 ) -> None:
     conn = instance.world.conn
-    acme = await conn.fetchrow("SELECT * FROM namespaces WHERE full_path = 'acme'")
-    sub = await accounts.create_group(conn, name="s", path="s", visibility="private",
-                                      description="", parent=acme, owner_id=None)
-    deep = await accounts.create_project(conn, sub["id"], {"name": "d", "path": "d"}, None)
+    acme = await group_queries.namespace_by_full_path(conn, "acme")
+    sub = await seed.ensure_group(conn, "s", owner_id=None, parent=acme)
+    deep = await seed.add_project(conn, sub.id, "d")
     reporter = instance.users["reporter"]
     await conn.execute("INSERT INTO group_members (group_id, user_id, access_level) "
-                       "VALUES ($1, $2, 20)", acme["id"], reporter)
+                       "VALUES ($1, $2, 20)", acme.id, reporter)
     await conn.execute("INSERT INTO group_members (group_id, user_id, access_level) "
-                       "VALUES ($1, $2, 30)", sub["id"], reporter)
-    resp = await client.put(FILE.format(pid=deep["id"], name="i.txt"), data=b"i",
+                       "VALUES ($1, $2, 30)", sub.id, reporter)
+    resp = await client.put(FILE.format(pid=deep.id, name="i.txt"), data=b"i",
                             headers={"PRIVATE-TOKEN": instance.world.tokens["reporter"]})
     assert resp.status == 201
 

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from gateway import accounts
 from gateway.db.migrate import (
     Migration,
     MigrationError,
@@ -21,6 +20,7 @@ from gateway.db.migrate import (
     migrate,
     schema_version,
 )
+from gateway.identity import seed
 from tests.conftest import ROOT
 
 # The schema of release 0.1.0 as its `gateway migrate` applied it (no version table).
@@ -85,9 +85,9 @@ async def make_previous_release_database(url: str) -> None:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", 0x7061636B)
             await conn.execute(PREVIOUS_RELEASE_SCHEMA.read_text())
-        await accounts.bootstrap(conn)
-        admin = await accounts.ensure_admin(conn)
-        await accounts.ensure_project(conn, "acme", "tools", owner_id=admin["id"])
+        await seed.bootstrap(conn)
+        admin = await seed.ensure_admin(conn)
+        await seed.ensure_project(conn, "acme", "tools", owner_id=admin.id)
     finally:
         await conn.close()
 

@@ -9,7 +9,8 @@ import warnings
 import gitlab
 import pytest
 
-from gateway import accounts, auth
+from gateway import auth
+from gateway.identity import tokens
 from tests.conftest import World
 from tests.package_helpers import (
     bucket_keys,
@@ -385,7 +386,7 @@ async def test_deploy_token_deletes_a_package_only_with_write_scope(
     client, world, scopes: list[str], status: int
 ) -> None:
     pkg = await insert_package(world.conn, world.project_id, "t", "1.0", files=("a.txt",))
-    token, _ = await accounts.create_deploy_token(
+    token, _ = await _deploy_token(
         world.conn, project_id=world.project_id, name="robot", scopes=scopes, expires_at=None,
         username=None,
     )
@@ -546,3 +547,8 @@ async def test_python_gitlab_lists_inspects_and_deletes(gateway, world, s3, sett
     # Deleting everything leaves no package object in the bucket.
     await eventually(lambda: not bucket_keys(s3, settings.s3_bucket), "bucket emptied")
     assert await world.conn.fetchval("SELECT count(*) FROM object_deletions") == 0
+
+
+async def _deploy_token(conn, **kw):
+    issued = await tokens.issue_deploy_token(conn, **kw)
+    return issued.token, issued.record

@@ -79,6 +79,8 @@ def _identity_routes(r: web.UrlDispatcher) -> None:
     r.add_delete(_V4 + "/users/{user_id}", users.delete_user)  # admin
     r.add_post(_V4 + "/users/{user_id}/block", users.block_user)  # admin
     r.add_post(_V4 + "/users/{user_id}/unblock", users.unblock_user)  # admin
+    r.add_post(_V4 + "/users/{user_id}/deactivate", users.deactivate_user)  # admin
+    r.add_post(_V4 + "/users/{user_id}/activate", users.activate_user)  # admin
     # Personal access tokens: admins mint them; owners (or admins) read, revoke, rotate.
     r.add_post(_V4 + "/users/{user_id}/personal_access_tokens",
                tokens.create_personal_access_token)  # admin
@@ -122,5 +124,7 @@ def _identity_routes(r: web.UrlDispatcher) -> None:
     r.add_get(_SOURCE + "/deploy_tokens/{token_id}", tokens.get_deploy_token)
     r.add_delete(_SOURCE + "/deploy_tokens/{token_id}", tokens.delete_deploy_token)
     r.add_get(_V4 + "/deploy_tokens", tokens.list_all_deploy_tokens)  # admin
-    # CI job tokens (extension): admin or project Maintainer.
+    # CI job tokens (extension): admin or project Maintainer mint, list and revoke them.
     r.add_post(_V4 + "/projects/{id}/job_tokens", tokens.mint_job_token)
+    r.add_get(_V4 + "/projects/{id}/job_tokens", tokens.list_job_tokens)
+    r.add_delete(_V4 + "/projects/{id}/job_tokens/{job_token_id}", tokens.revoke_job_token)

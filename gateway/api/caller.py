@@ -1,4 +1,4 @@
-"""The caller of an administration route, and the projects and groups it names.
+"""The caller of an administration route, the services it calls, and list answers.
 
 These routes accept personal (project, group) access tokens only; deploy and job tokens belong
 to the package routes. A plain 401 here carries no ``WWW-Authenticate`` (that realm is the
@@ -13,7 +13,8 @@ from aiohttp import web
 
 from gateway import auth, keys
 from gateway.api.pagination import Page, external_base, headers
-from gateway.errors import Forbidden, NotFound, Unauthorized, json_response
+from gateway.errors import Unauthorized, json_response
+from gateway.identity.context import Services
 
 READ_USER = frozenset({"read_user"})
 
@@ -35,39 +36,8 @@ async def signed_in(request: web.Request, *, read_scopes: frozenset[str] = froze
     return who
 
 
-async def administrator(request: web.Request) -> auth.Principal:
-    """``authenticated_as_admin!``: 401 anonymous, 403 for everyone but administrators."""
-    who = await signed_in(request)
-    if not who.is_admin:
-        raise Forbidden()
-    return who
-
-
-async def project(request: web.Request, who: auth.Principal, ref: str | None = None
-                  ) -> auth.ProjectAccess:
-    """GitLab's ``find_project!``: missing or invisible is ``404 Project Not Found``."""
-    settings = request.app[keys.settings]
-    access = await auth.project_access(
-        request.app[keys.db], who, ref if ref is not None else request.match_info["id"],
-        allow_guest_pull=settings.allow_guest_pull,
-    )
-    if access is None or not access.read_project:
-        raise NotFound("Project")
-    return access
-
-
-async def group(request: web.Request, who: auth.Principal, ref: str | None = None
-                ) -> auth.GroupAccess:
-    access = await auth.group_access(
-        request.app[keys.db], who, ref if ref is not None else request.match_info["id"]
-    )
-    return auth.require_group_visible(who, access)
-
-
-def require_level(who: auth.Principal, level: int, minimum: int) -> None:
-    """Administrators may do anything; others need ``minimum`` in the project or group."""
-    if not who.is_admin and level < minimum:
-        raise Forbidden()
+def services(request: web.Request) -> Services:
+    return request.app[keys.services]
 
 
 def web_base(request: web.Request) -> str:
@@ -81,4 +51,3 @@ def api_base(request: web.Request) -> str:
 def page_response(request: web.Request, page: Page, items: list[Any], total: int
                   ) -> web.Response:
     return json_response(items, 200, headers(request, page, total))
-

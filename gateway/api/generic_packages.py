@@ -25,6 +25,7 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.identity import policy
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -45,9 +46,10 @@ async def authenticate(request: web.Request, method: str) -> auth.Principal:
     return await request.app[keys.authenticator].authenticate(creds, method)
 
 
-async def project_access(request: web.Request, who: auth.Principal) -> auth.ProjectAccess | None:
+async def project_access(request: web.Request, who: auth.Principal
+                         ) -> policy.ProjectAccess | None:
     settings = request.app[keys.settings]
-    return await auth.project_access(
+    return await policy.project_access(
         request.app[keys.db], who, project_ref(request), allow_guest_pull=settings.allow_guest_pull
     )
 
@@ -167,7 +169,7 @@ async def put_file(request: web.Request) -> web.Response:
     status = request.query.get("status")
     select = request.query.get("select")
     target = naming.file_target(generic_tail(request), status)
-    access = auth.require_create_package(who, await project_access(request, who))
+    access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
     size = request.content_length if "chunked" not in request.headers.get(
         "Transfer-Encoding", ""
@@ -192,14 +194,14 @@ async def put_file(request: web.Request) -> web.Response:
     return json_response({"message": "201 Created"}, 201)
 
 
-async def _file_for_download(request: web.Request) -> tuple[auth.ProjectAccess, dict]:
+async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:
     target = naming.download_target(generic_tail(request))
     who = await authenticate(request, request.method)
     found, row = await packages.file_for_caller(
         request.app[keys.db], who, project_ref(request), target,
         allow_guest_pull=request.app[keys.settings].allow_guest_pull,
     )
-    access = auth.require_read_package(who, found)
+    access = policy.require_read_package(who, found)
     if row is None:
         raise RecordNotFound()
     if row["needs_download_mark"]:
@@ -284,10 +286,10 @@ async def delete_by_path(request: web.Request) -> web.Response:
     tail = generic_tail(request)
     if tail.count("/") == 1:
         name, version = naming.package_target(tail)
-        access = auth.require_destroy_package(who, await project_access(request, who))
+        access = policy.require_destroy_package(who, await project_access(request, who))
         await packages.delete_version_by_path(app[keys.db], access.project_id, name, version)
     else:
         target = naming.download_target(tail)
-        access = auth.require_destroy_package(who, await project_access(request, who))
+        access = policy.require_destroy_package(who, await project_access(request, who))
         await packages.delete_file_by_path(app[keys.db], access.project_id, target)
     return deleted(request)

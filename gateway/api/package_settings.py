@@ -12,19 +12,22 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import auth, keys, packages
+from gateway import keys, packages
 from gateway.api import caller
 from gateway.api.params import as_bool, read_params
+from gateway.enums import MAINTAINER
 from gateway.errors import InvalidParameters, json_response
+from gateway.identity import policy
 
 _REGEX = "generic_duplicate_exception_regex"
 
 
-async def _group(request: web.Request) -> auth.GroupAccess:
+async def _group(request: web.Request) -> policy.GroupAccess:
     # An administration route: personal (project, group) access tokens, GitLab's API 401s.
     who = await caller.signed_in(request)
-    group = await caller.group(request, who)
-    caller.require_level(who, group.level, auth.MAINTAINER)
+    group = policy.require_group_visible(
+        who, await policy.group_access(request.app[keys.db], who, request.match_info["id"]))
+    policy.require_level(who, group.level, MAINTAINER)
     return group
 
 

@@ -14,6 +14,7 @@ from aiohttp import web
 from gateway import keys
 from gateway.api import forwarded
 from gateway.errors import InvalidParameters
+from gateway.numbers import INT64_MAX, parse_int
 from gateway.redact import without_credentials
 
 MAX_PER_PAGE = 100
@@ -40,10 +41,7 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameters([f"{name} is invalid"]) from None
+    return parse_int(raw, name)
 
 
 def page_of(request: web.Request) -> Page:
@@ -55,7 +53,10 @@ def page_of(request: web.Request) -> Page:
         raise InvalidParameters(["per_page has a value not allowed"])
     if per_page < 0:
         per_page = DEFAULT_PER_PAGE
-    return Page(max(page, 1), min(per_page, MAX_PER_PAGE))
+    result = Page(max(page, 1), min(per_page, MAX_PER_PAGE))
+    if result.offset > INT64_MAX:  # no list is that long; PostgreSQL's OFFSET is a bigint
+        raise InvalidParameters(["page is invalid"])
+    return result
 
 
 def external_base(request: web.Request) -> str:

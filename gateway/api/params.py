@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from gateway.errors import BadRequest, InvalidParameters
+from gateway.errors import BadRequest, GatewayError, InvalidParameters
+from gateway.numbers import parse_int
 
 _MAX_BODY = 1024 * 1024  # administration bodies are small; uploads never come through here
 
@@ -43,18 +45,48 @@ def _merge_pairs(params: dict[str, Any], pairs: Any) -> None:
             params[key] = value
 
 
-def as_int(params: dict[str, Any], name: str, *, required: bool = False) -> int | None:
+def as_int(params: dict[str, Any], name: str, *, required: bool = False,
+           out_of_range: GatewayError | None = None) -> int | None:
+    """An integer parameter (``gateway.numbers.parse_int``): 400 ``<name> is invalid`` for
+    anything but ASCII digits; ``out_of_range`` past int64 (a lookup's 404, say)."""
     value = params.get(name)
     if value is None or value == "":
         if required:
             raise InvalidParameters([f"{name} is missing"])
         return None
-    if isinstance(value, bool):
-        raise InvalidParameters([f"{name} is invalid"])
+    return parse_int(value, name, out_of_range=out_of_range)
+
+
+def as_int_list(params: dict[str, Any], name: str, *, out_of_range: GatewayError | None = None
+                ) -> list[int]:
+    """``1,2,3`` (or a JSON array, or one number) as integers, each read by ``parse_int``."""
+    value = params.get(name)
+    items = value if isinstance(value, list) else str(value).split(",")
+    return [parse_int(item.strip() if isinstance(item, str) else item, name,
+                      out_of_range=out_of_range)
+            for item in items if not (isinstance(item, str) and not item.strip())]
+
+
+def as_date(params: dict[str, Any], name: str) -> dt.date | None:
+    """``YYYY-MM-DD`` (a longer ISO timestamp is read by its date)."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
         raise InvalidParameters([f"{name} is invalid"]) from None
+
+
+def as_datetime(params: dict[str, Any], name: str) -> dt.datetime | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidParameters([f"{name} is invalid"]) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def as_bool(params: dict[str, Any], name: str) -> bool | None:
@@ -77,6 +109,8 @@ def as_str(params: dict[str, Any], name: str, *, required: bool = False) -> str 
         if required:
             raise InvalidParameters([f"{name} is missing"])
         return None
+    if isinstance(value, dict | list):  # Grape's String refuses a Hash or an Array
+        raise InvalidParameters([f"{name} is invalid"])
     return str(value)
 
 
@@ -87,10 +121,14 @@ def as_choice(params: dict[str, Any], name: str, allowed: tuple[str, ...]) -> st
     return value
 
 
-def path_int(request: web.Request, name: str) -> int:
-    """An integer path parameter (``:package_id``); GitLab's 400 for anything else."""
-    raw = request.match_info[name]
-    try:
-        return int(raw)
-    except ValueError:
-        raise InvalidParameters([f"{name} is invalid"]) from None
+def path_int(request: web.Request, name: str, *, missing: GatewayError) -> int:
+    """An integer path parameter (``:package_id``, ``:user_id``): GitLab's 400 ``<name> is
+    invalid`` for anything but ASCII digits, ``missing`` (the route's 404) past int64."""
+    return parse_int(request.match_info[name], name, out_of_range=missing)
+
+
+def path_id_or_self(request: web.Request, name: str, *, missing: GatewayError) -> int | None:
+    """``:token_id`` that may be ``self`` (None)."""
+    if request.match_info[name] == "self":
+        return None
+    return path_int(request, name, missing=missing)

@@ -6,7 +6,7 @@ import hashlib
 from datetime import date, datetime
 from typing import Any
 
-from gateway.db.packages import STATUS_NAME
+from gateway.enums import PACKAGE_FILE_STATUS_NAME, PACKAGE_STATUS_NAME
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -22,22 +22,22 @@ def iso_date(d: date | None) -> str | None:
 
 def package_file_record(row: Any) -> dict[str, Any]:
     """The package-file model as ``?select=package_file`` returns it: every column, in order."""
-    h = hashlib.sha256(str(row["project_id"]).encode()).hexdigest()
+    h = hashlib.sha256(str(row.project_id).encode()).hexdigest()
     return {
-        "id": row["id"],
-        "package_id": row["package_id"],
-        "created_at": iso(row["created_at"]),
-        "updated_at": iso(row["updated_at"]),
-        "size": row["size"],
-        "file_store": row["file_store"],
-        "file_md5": row["file_md5"],
-        "file_sha1": row["file_sha1"],
-        "file_name": row["file_name"],
+        "id": row.id,
+        "package_id": row.package_id,
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+        "size": row.size,
+        "file_store": row.file_store,
+        "file_md5": row.file_md5,
+        "file_sha1": row.file_sha1,
+        "file_name": row.file_name,
         "file": {
-            "url": f"/{h[:2]}/{h[2:4]}/{h}/packages/{row['package_id']}/files/{row['id']}/"
-            f"{row['file_name']}"
+            "url": f"/{h[:2]}/{h[2:4]}/{h}/packages/{row.package_id}/files/{row.id}/"
+            f"{row.file_name}"
         },
-        "file_sha256": row["file_sha256"],
+        "file_sha256": row.file_sha256,
         "verification_retry_at": None,
         "verified_at": None,
         "verification_failure": None,
@@ -45,14 +45,12 @@ def package_file_record(row: Any) -> dict[str, Any]:
         "verification_checksum": None,
         "verification_state": 0,
         "verification_started_at": None,
-        "status": {0: "default", 1: "pending_destruction", 2: "processing", 3: "error"}[
-            row["status"]
-        ],
+        "status": PACKAGE_FILE_STATUS_NAME[row.status],
         "file_final_path": None,
-        "project_id": row["project_id"],
+        "project_id": row.project_id,
         "new_file_path": None,
     }
 
 
 def package_status(code: int) -> str:
-    return STATUS_NAME[code]
+    return PACKAGE_STATUS_NAME[code]

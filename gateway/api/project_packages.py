@@ -17,8 +17,17 @@ from gateway import auth, keys, packages
 from gateway.api import pagination
 from gateway.api.params import as_bool, as_choice, path_int
 from gateway.api.present import iso, package_status
-from gateway.db.packages import PACKAGE_TYPE_NAME, PACKAGE_TYPES, STATUS
-from gateway.errors import API_HEADERS, Forbidden, InvalidParameters, NotFound, json_response
+from gateway.enums import PACKAGE_STATUS as STATUS
+from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
+from gateway.errors import (
+    API_HEADERS,
+    Forbidden,
+    InvalidParameters,
+    NotFound,
+    RecordNotFound,
+    json_response,
+)
+from gateway.identity import policy
 
 ORDER_BY = ("created_at", "name", "version", "type")
 GROUP_ORDER_BY = (*ORDER_BY, "project_path")
@@ -33,8 +42,8 @@ async def _caller(request: web.Request) -> auth.Principal:
 
 
 async def _project(request: web.Request, who: auth.Principal, *, destroy: bool = False,
-                   ) -> auth.ProjectAccess:
-    access = await auth.project_access(
+                   ) -> policy.ProjectAccess:
+    access = await policy.project_access(
         request.app[keys.db], who, request.match_info["id"],
         allow_guest_pull=request.app[keys.settings].allow_guest_pull,
     )
@@ -45,6 +54,11 @@ async def _project(request: web.Request, who: auth.Principal, *, destroy: bool =
     if not access.read_package or (destroy and not access.destroy_package):
         raise Forbidden()
     return access
+
+
+def _package_id(request: web.Request) -> int:
+    # An id past int64 names no package: GitLab's ``404 Not found`` (``find_by!``).
+    return path_int(request, "package_id", missing=RecordNotFound())
 
 
 def _query(request: web.Request, order_by_values: tuple[str, ...],
@@ -86,27 +100,27 @@ def _package(
     in_group: bool = False,
 ) -> dict[str, Any]:
     """``API::Entities::Package`` (without ``versions``)."""
-    status = package_status(row["status"])
+    status = package_status(row.status)
     links: dict[str, str] = {}
     if status in _WEB_PATH_STATUSES:
-        links["web_path"] = f"/{project_path}/-/packages/{row['id']}"
+        links["web_path"] = f"/{project_path}/-/packages/{row.id}"
     if can_destroy:
         links["delete_api_path"] = (
-            f"{pagination.external_base(request)}/api/v4/projects/{row['project_id']}"
-            f"/packages/{row['id']}"
+            f"{pagination.external_base(request)}/api/v4/projects/{row.project_id}"
+            f"/packages/{row.id}"
         )
     out: dict[str, Any] = {
-        "id": row["id"],
-        "name": row["name"],
-        "version": row["version"],
-        "package_type": PACKAGE_TYPE_NAME.get(row["package_type"], "generic"),
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "package_type": PACKAGE_TYPE_NAME.get(row.package_type, "generic"),
         "status": status,
         "_links": links,
-        "created_at": iso(row["created_at"]),
-        "last_downloaded_at": iso(row["last_downloaded_at"]),
+        "created_at": iso(row.created_at),
+        "last_downloaded_at": iso(row.last_downloaded_at),
     }
     if in_group:
-        out["project_id"] = row["project_id"]
+        out["project_id"] = row.project_id
         out["project_path"] = project_path
     out["tags"] = []
     return out
@@ -115,14 +129,14 @@ def _package(
 def _package_file(row: Any) -> dict[str, Any]:
     """``API::Entities::PackageFile``."""
     return {
-        "id": row["id"],
-        "package_id": row["package_id"],
-        "created_at": iso(row["created_at"]),
-        "file_name": row["file_name"],
-        "size": row["size"],
-        "file_md5": row["file_md5"],
-        "file_sha1": row["file_sha1"],
-        "file_sha256": row["file_sha256"],
+        "id": row.id,
+        "package_id": row.package_id,
+        "created_at": iso(row.created_at),
+        "file_name": row.file_name,
+        "size": row.size,
+        "file_md5": row.file_md5,
+        "file_sha1": row.file_sha1,
+        "file_sha256": row.file_sha256,
     }
 
 
@@ -139,7 +153,7 @@ async def list_project_packages(request: web.Request) -> web.Response:
     total, rows = await packages.list_packages(
         request.app[keys.db], [access.project_id], query, limit=page.limit, offset=page.offset
     )
-    path = access.project["path_with_namespace"]
+    path = access.project.path_with_namespace
     items = [_package(request, r, project_path=path, can_destroy=access.destroy_package)
              for r in rows]
     return _page_response(request, page, total, items)
@@ -148,8 +162,8 @@ async def list_project_packages(request: web.Request) -> web.Response:
 async def list_group_packages(request: web.Request) -> web.Response:
     app = request.app
     who = await _caller(request)
-    group = auth.require_group_visible(
-        who, await auth.group_access(app[keys.db], who, request.match_info["id"])
+    group = policy.require_group_visible(
+        who, await policy.group_access(app[keys.db], who, request.match_info["id"])
     )
     query = _query(request, GROUP_ORDER_BY, ("include_versionless", "exclude_subgroups"))
     exclude = as_bool(request.query, "exclude_subgroups") or False  # type: ignore[arg-type]
@@ -159,17 +173,18 @@ async def list_group_packages(request: web.Request) -> web.Response:
     )
     # Only projects whose packages the caller may read (registry enabled, role, visibility).
     readable = {}
-    for row in projects:
-        access = auth.abilities(who, row, allow_guest_pull=app[keys.settings].allow_guest_pull)
+    for project in projects:
+        access = policy.abilities(who, project,
+                                  allow_guest_pull=app[keys.settings].allow_guest_pull)
         if access.read_package:
-            readable[row["id"]] = access
+            readable[project.id] = access
     total, rows = await packages.list_packages(
         app[keys.db], list(readable), query, limit=page.limit, offset=page.offset
     )
     items = [
         _package(
-            request, r, project_path=r["project_full_path"],
-            can_destroy=readable[r["project_id"]].destroy_package, in_group=True,
+            request, r, project_path=r.project_full_path,
+            can_destroy=readable[r.project_id].destroy_package, in_group=True,
         )
         for r in rows
     ]
@@ -179,14 +194,14 @@ async def list_group_packages(request: web.Request) -> web.Response:
 async def get_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who)
-    package_id = path_int(request, "package_id")
+    package_id = _package_id(request)
     row, versions = await packages.package_details(
         request.app[keys.db], access.project_id, package_id
     )
-    body = _package(request, row, project_path=access.project["path_with_namespace"],
+    body = _package(request, row, project_path=access.project.path_with_namespace,
                     can_destroy=access.destroy_package)
     body["versions"] = [
-        {"id": v["id"], "version": v["version"], "created_at": iso(v["created_at"]), "tags": []}
+        {"id": v.id, "version": v.version, "created_at": iso(v.created_at), "tags": []}
         for v in versions
     ]
     return json_response(body)
@@ -195,7 +210,7 @@ async def get_package(request: web.Request) -> web.Response:
 async def list_package_files(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who)
-    package_id = path_int(request, "package_id")
+    package_id = _package_id(request)
     errors: list[str] = []
     order = sort = None
     try:
@@ -225,7 +240,7 @@ def deleted(request: web.Request) -> web.Response:
 async def delete_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who, destroy=True)
-    package_id = path_int(request, "package_id")
+    package_id = _package_id(request)
     await packages.delete_package(request.app[keys.db], access.project_id, package_id)
     return deleted(request)
 
@@ -233,8 +248,8 @@ async def delete_package(request: web.Request) -> web.Response:
 async def delete_package_file(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who, destroy=True)
-    package_id = path_int(request, "package_id")
-    file_id = path_int(request, "package_file_id")
+    package_id = _package_id(request)
+    file_id = path_int(request, "package_file_id", missing=RecordNotFound())
     await packages.delete_package_file(
         request.app[keys.db], access.project_id, package_id, file_id
     )

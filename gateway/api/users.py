@@ -1,4 +1,4 @@
-"""``/users``, ``/user``: accounts. Only administrators create, change and delete them."""
+"""``/users``, ``/user``: accounts. Parse, call ``gateway.identity.users``, present."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import accounts, keys
 from gateway.api import caller, entities
 from gateway.api.pagination import page_of
 from gateway.api.params import as_bool, as_choice, as_int, as_str, path_int, read_params
-from gateway.errors import Forbidden, InvalidParameters, NotFound, json_response
+from gateway.errors import InvalidParameters, NotFound, json_response
+from gateway.identity import users
 
 # Fields of POST/PUT /users stored as given, with their parsers.
 _TEXT = ("name", "email", "username", "note", "bio", "location", "organization", "job_title",
@@ -35,25 +35,19 @@ def _fields(params: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+def _user_id(request: web.Request) -> int:
+    return path_int(request, "user_id", missing=NotFound("User"))
+
+
 def _render(request: web.Request, row: Any, *, admin: bool) -> dict[str, Any]:
     base = caller.web_base(request)
     return entities.user_with_admin(row, base) if admin else entities.user(row, base)
 
 
-async def _user_or_404(request: web.Request) -> Any:
-    user_id = path_int(request, "user_id")
-    async with request.app[keys.db].connection() as conn:
-        row = await accounts.user_by_id(conn, user_id)
-    if row is None:
-        raise NotFound("User")
-    return row
-
-
 async def current_user(request: web.Request) -> web.Response:
     """``GET /user``: any valid token with ``api``, ``read_api`` or ``read_user``."""
     who = await caller.signed_in(request, read_scopes=caller.READ_USER)
-    async with request.app[keys.db].connection() as conn:
-        row = await accounts.user_by_id(conn, who.user_id)
+    row = await users.current(caller.services(request), who)
     base = caller.web_base(request)
     if who.is_admin:
         return json_response(entities.user_with_admin(row, base))
@@ -63,38 +57,31 @@ async def current_user(request: web.Request) -> web.Response:
 async def list_users(request: web.Request) -> web.Response:
     who = await caller.caller(request, read_scopes=caller.READ_USER)
     params = await read_params(request)
-    username = as_str(params, "username")
-    if who.anonymous and username is None:
-        raise Forbidden("Not authorized to access /api/v4/users")
     page = page_of(request)
-    admin = who.is_admin
-    async with request.app[keys.db].connection() as conn:
-        rows, total = await accounts.list_users(
-            conn, username=username, search=as_str(params, "search"),
-            active=as_bool(params, "active"), blocked=as_bool(params, "blocked"),
-            external=as_bool(params, "external"), admins=as_bool(params, "admins") and admin,
-            humans=as_bool(params, "humans"),
-            without_bots=as_bool(params, "without_project_bots"), search_email=admin,
-            order_by=(as_str(params, "order_by") or "id") if admin else "id",
-            sort=(as_choice(params, "sort", ("asc", "desc")) or "desc") if admin else "desc",
-            limit=page.limit, offset=page.offset,
-        )
+    filters = users.UserFilters(
+        username=as_str(params, "username"), search=as_str(params, "search"),
+        active=as_bool(params, "active"), blocked=as_bool(params, "blocked"),
+        external=as_bool(params, "external"), admins=as_bool(params, "admins"),
+        humans=as_bool(params, "humans"), without_bots=as_bool(params, "without_project_bots"),
+        order_by=as_str(params, "order_by") or "id",
+        sort=as_choice(params, "sort", ("asc", "desc")) or "desc",
+    )
+    found = await users.list_users(caller.services(request), who, filters, limit=page.limit,
+                                   offset=page.offset)
     base = caller.web_base(request)
-    items = [entities.user_with_admin(r, base) if admin else entities.user_basic(r, base)
-             for r in rows]
-    return caller.page_response(request, page, items, total)
+    items = [entities.user_with_admin(r, base) if who.is_admin else entities.user_basic(r, base)
+             for r in found.items]
+    return caller.page_response(request, page, items, found.total)
 
 
 async def get_user(request: web.Request) -> web.Response:
     who = await caller.caller(request, read_scopes=caller.READ_USER)
-    if who.anonymous:
-        raise Forbidden("Not authorized!")
-    row = await _user_or_404(request)
+    row = await users.get(caller.services(request), who, _user_id(request))
     return json_response(_render(request, row, admin=who.is_admin))
 
 
 async def create_user(request: web.Request) -> web.Response:
-    await caller.signed_in(request)
+    who = await caller.signed_in(request)
     params = await read_params(request)
     missing = [f"{n} is missing" for n in ("email", "name", "username")
                if as_str(params, n) in (None, "")]
@@ -106,49 +93,37 @@ async def create_user(request: web.Request) -> web.Response:
             "password, reset_password, force_random_password are missing, at least one "
             "parameter must be provided"
         ])
-    await caller.administrator(request)
     fields = _fields(params)
     if "password" not in fields:
-        fields["password"] = accounts.random_password()
+        fields["password"] = users.random_password()
     if as_bool(params, "skip_confirmation"):
         fields["confirmed_at"] = dt.datetime.now(dt.UTC)
-    async with request.app[keys.db].connection() as conn:
-        row = await accounts.create_user(conn, fields)
+    row = await users.create(caller.services(request), who, fields)
     return json_response(_render(request, row, admin=True), 201)
 
 
 async def update_user(request: web.Request) -> web.Response:
-    await caller.administrator(request)
-    row = await _user_or_404(request)
+    who = await caller.signed_in(request)
+    user_id = _user_id(request)
     params = await read_params(request)
     fields = _fields(params)
-    # python-gitlab re-sends email, username and name unchanged on every save().
-    for name in ("email", "username", "name"):
-        if fields.get(name) == row[name]:
-            del fields[name]
     if as_bool(params, "skip_reconfirmation") or as_bool(params, "skip_confirmation"):
         fields["confirmed_at"] = dt.datetime.now(dt.UTC)
-    async with request.app[keys.db].connection() as conn:
-        row = await accounts.update_user(conn, row["id"], fields)
+    row = await users.update(caller.services(request), who, user_id, fields)
     return json_response(_render(request, row, admin=True))
 
 
 async def delete_user(request: web.Request) -> web.Response:
-    await caller.administrator(request)
-    row = await _user_or_404(request)
+    who = await caller.signed_in(request)
+    user_id = _user_id(request)
     hard = bool(as_bool(await read_params(request), "hard_delete"))
-    async with request.app[keys.db].connection() as conn:
-        await accounts.delete_user(conn, row["id"], hard_delete=hard)
-    request.app[keys.authenticator].forget_cached()
+    await users.delete(caller.services(request), who, user_id, hard_delete=hard)
     return web.Response(status=204)
 
 
 async def _set_state(request: web.Request, state: str) -> web.Response:
-    await caller.administrator(request)
-    row = await _user_or_404(request)
-    async with request.app[keys.db].connection() as conn:
-        await accounts.set_user_state(conn, row["id"], state)
-    request.app[keys.authenticator].forget_cached()
+    who = await caller.signed_in(request)
+    await users.set_state(caller.services(request), who, _user_id(request), state)
     return json_response(True, 201)
 
 
@@ -158,4 +133,13 @@ async def block_user(request: web.Request) -> web.Response:
 
 
 async def unblock_user(request: web.Request) -> web.Response:
+    return await _set_state(request, "active")
+
+
+async def deactivate_user(request: web.Request) -> web.Response:
+    """``POST /users/:id/deactivate``: the tokens answer 403 "deactivated"."""
+    return await _set_state(request, "deactivated")
+
+
+async def activate_user(request: web.Request) -> web.Response:
     return await _set_state(request, "active")

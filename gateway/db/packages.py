@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.db import identity
+from gateway.db.identity import projects as identity_projects
+from gateway.enums import PACKAGE_STATUS as STATUS
+from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
+from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
+from gateway.models import Package, PackageFile, PackageVersion, Project
 
 Conn = asyncpg.Connection
 
-# GitLab's integer statuses.
-STATUS = {"default": 0, "hidden": 1, "processing": 2, "error": 3, "pending_destruction": 4,
-          "deprecated": 5}
-STATUS_NAME = {v: k for k, v in STATUS.items()}
+__all__ = ["PACKAGE_TYPES", "PACKAGE_TYPE_NAME", "STATUS", "STATUS_NAME"]
+
 INSTALLABLE_STATUSES = (0, 1, 5)
 GENERIC = 7
 
@@ -62,14 +64,16 @@ async def lock_package_version(conn: Conn, project_id: int, name: str, version: 
 
 async def find_live_package(
     conn: Conn, project_id: int, name: str, version: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(FIND_LIVE_PACKAGE, project_id, name, version)
+) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(FIND_LIVE_PACKAGE, project_id, name,
+                                                     version))
 
 
 async def insert_package(
     conn: Conn, project_id: int, name: str, version: str, status: int, creator_id: int | None
-) -> asyncpg.Record:
-    return await conn.fetchrow(INSERT_PACKAGE, project_id, name, version, status, creator_id)
+) -> Package:
+    return Package.from_row(
+        await conn.fetchrow(INSERT_PACKAGE, project_id, name, version, status, creator_id))
 
 
 async def set_package_status(conn: Conn, package_id: int, status: int) -> None:
@@ -87,14 +91,16 @@ async def live_file_exists(conn: Conn, package_id: int, file_name: str) -> bool:
 async def insert_package_file(
     conn: Conn, package_id: int, project_id: int, file_name: str, size: int,
     md5: str, sha1: str, sha256: str, object_key: str,
-) -> asyncpg.Record:
-    return await conn.fetchrow(
+) -> PackageFile:
+    return PackageFile.from_row(await conn.fetchrow(
         INSERT_PACKAGE_FILE, package_id, project_id, file_name, size, md5, sha1, sha256, object_key
-    )
+    ))
 
 
-async def duplicate_policy(conn: Conn, project_id: int) -> asyncpg.Record:
-    return await conn.fetchrow(DUPLICATE_POLICY, project_id)
+async def duplicate_policy(conn: Conn, project_id: int) -> tuple[bool, str]:
+    """(generic_duplicates_allowed, generic_duplicate_exception_regex) of the namespace."""
+    row = await conn.fetchrow(DUPLICATE_POLICY, project_id)
+    return row["generic_duplicates_allowed"], row["generic_duplicate_exception_regex"]
 
 
 # --- download -----------------------------------------------------------------------------
@@ -136,38 +142,34 @@ def _file_for_caller(project_query: str, first: int) -> str:
     )
 
 
-FILE_FOR_CALLER_BY_ID = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_ID, 3)
-FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity.PROJECT_FOR_CALLER_BY_PATH, 4)
+FILE_FOR_CALLER_BY_ID = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_ID, 3)
+FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_PATH, 4)
 
 MARK_DOWNLOADED = "UPDATE packages SET last_downloaded_at = now() WHERE id = $1"
 
 
 async def file_for_caller(
-    conn: Conn, ref: str, user_id: int | None, name: str, version: str, file_name: str
-) -> tuple[asyncpg.Record | None, dict | None]:
-    """The project ``ref`` as identity.project_for_caller finds it, and the file to serve in
-    it (None when there is none), in one round trip."""
+    conn: Conn, ref: int | str, user_id: int | None, name: str, version: str, file_name: str
+) -> tuple[Project | None, dict | None]:
+    """The project ``ref`` (an id or a full path) as identity's ``for_caller`` finds it, and
+    the file to serve in it (None when there is none), in one round trip."""
     uid = user_id or 0
     statuses = list(INSTALLABLE_STATUSES)
-    if ref.lstrip("-").isdigit():
-        pid = int(ref)
-        if not -(2**63) <= pid < 2**63:
-            return None, None
+    if isinstance(ref, int):
         row = await conn.fetchrow(
-            FILE_FOR_CALLER_BY_ID, pid, uid, name, version, statuses, file_name
+            FILE_FOR_CALLER_BY_ID, ref, uid, name, version, statuses, file_name
         )
-    elif "/" in ref:
+    else:
         namespace, _, path = ref.rpartition("/")
         row = await conn.fetchrow(
             FILE_FOR_CALLER_BY_PATH, namespace, uid, path, name, version, statuses, file_name
         )
-    else:
-        return None, None
     if row is None:
         return None, None
+    project = Project.from_row(row)
     if row["file__id"] is None:
-        return row, None
-    return row, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
+        return project, None
+    return project, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
 
 
 async def mark_downloaded(conn: Conn, package_id: int) -> None:
@@ -204,11 +206,7 @@ async def delete_pending_upload(conn: Conn, key: str) -> None:
 
 # --- Packages API: lists ------------------------------------------------------------------
 
-# GitLab's package_type enum; lists leave terraform modules out unless asked for them.
-PACKAGE_TYPES = {"maven": 1, "npm": 2, "conan": 3, "nuget": 4, "pypi": 5, "composer": 6,
-                 "generic": 7, "golang": 8, "debian": 9, "rubygems": 10, "helm": 11,
-                 "terraform_module": 12, "rpm": 13, "ml_model": 14}
-PACKAGE_TYPE_NAME = {v: k for k, v in PACKAGE_TYPES.items()}
+# Lists leave terraform modules out unless asked for them.
 TERRAFORM_MODULE = 12
 # Shown in lists without a status filter, and found by id (GitLab's `displayable`).
 DISPLAYABLE_STATUSES = (0, 3, 5)
@@ -256,7 +254,7 @@ async def list_packages(
     conn: Conn, project_ids: list[int], *, package_type: int | None, name: str | None,
     statuses: tuple[int, ...], version: str | None, order_by: str, sort: str,
     limit: int, offset: int,
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[Package]]:
     """One page of the packages of these projects, and the number of all that match."""
     if order_by not in _ORDER_COLUMNS or sort not in ("asc", "desc"):
         raise ValueError(f"unknown order {order_by} {sort}")
@@ -265,11 +263,11 @@ async def list_packages(
     total = await conn.fetchval(COUNT_PACKAGES, *args)
     query = _LIST_PACKAGES.format(column=_ORDER_COLUMNS[order_by], direction=sort.upper())
     rows = await conn.fetch(query, *args, limit, offset)
-    return total, rows
+    return total, [Package.from_row(r) for r in rows]
 
 
 # Every project in these namespaces with what auth needs to judge the caller's access (the
-# columns of identity.project_for_caller): namespace ancestry and the effective access level.
+# columns of identity's projects.for_caller): namespace ancestry and the effective access level.
 GROUP_PROJECTS_FOR_CALLER = """
 WITH RECURSIVE chain AS (
     SELECT pr.id AS project_id, n.id AS ns_id, n.parent_id
@@ -298,8 +296,9 @@ WHERE pr.namespace_id = ANY($1::bigint[])
 
 async def group_projects_for_caller(
     conn: Conn, namespace_ids: list[int], user_id: int | None
-) -> list[asyncpg.Record]:
-    return await conn.fetch(GROUP_PROJECTS_FOR_CALLER, namespace_ids, user_id or 0)
+) -> list[Project]:
+    rows = await conn.fetch(GROUP_PROJECTS_FOR_CALLER, namespace_ids, user_id or 0)
+    return [Project.from_row(r) for r in rows]
 
 
 # --- Packages API: one package, its files ---------------------------------------------------
@@ -325,27 +324,29 @@ LIMIT $2 OFFSET $3
 """
 
 
-async def find_package(conn: Conn, project_id: int, package_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(FIND_PACKAGE, package_id, project_id)
+async def find_package(conn: Conn, project_id: int, package_id: int) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(FIND_PACKAGE, package_id, project_id))
 
 
-async def other_versions(conn: Conn, pkg: asyncpg.Record) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        OTHER_VERSIONS, pkg["project_id"], pkg["name"], pkg["package_type"], pkg["version"],
+async def other_versions(conn: Conn, pkg: Package) -> list[PackageVersion]:
+    rows = await conn.fetch(
+        OTHER_VERSIONS, pkg.project_id, pkg.name, pkg.package_type, pkg.version,
         list(DISPLAYABLE_STATUSES),
     )
+    return [PackageVersion.from_row(r) for r in rows]
 
 
 async def list_package_files(
     conn: Conn, package_id: int, *, order_by: str, sort: str, limit: int, offset: int
-) -> tuple[int, list[asyncpg.Record]]:
+) -> tuple[int, list[PackageFile]]:
     if order_by not in _FILE_ORDER_COLUMNS or sort not in ("asc", "desc"):
         raise ValueError(f"unknown order {order_by} {sort}")
     total = await conn.fetchval(COUNT_PACKAGE_FILES, package_id)
     query = _LIST_PACKAGE_FILES.format(
         column=_FILE_ORDER_COLUMNS[order_by], direction=sort.upper()
     )
-    return total, await conn.fetch(query, package_id, limit, offset)
+    return total, [PackageFile.from_row(r) for r in await conn.fetch(query, package_id, limit,
+                                                                      offset)]
 
 
 # --- deletion -------------------------------------------------------------------------------
@@ -382,10 +383,10 @@ async def delete_files_named(conn: Conn, package_id: int, file_name: str) -> int
 
 async def find_installable_package(
     conn: Conn, project_id: int, name: str, version: str
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(
+) -> Package | None:
+    return Package.from_optional(await conn.fetchrow(
         FIND_INSTALLABLE_PACKAGE, project_id, name, version, list(INSTALLABLE_STATUSES)
-    )
+    ))
 
 
 # --- the object deletion queue ---------------------------------------------------------------
@@ -444,14 +445,16 @@ RETURNING generic_duplicates_allowed, generic_duplicate_exception_regex
 """
 
 
-async def package_settings(conn: Conn, namespace_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(PACKAGE_SETTINGS, namespace_id)
+async def package_settings(conn: Conn, namespace_id: int) -> dict[str, object] | None:
+    row = await conn.fetchrow(PACKAGE_SETTINGS, namespace_id)
+    return None if row is None else dict(row)
 
 
 async def update_package_settings(
     conn: Conn, namespace_id: int, allowed: bool | None, exception_regex: str | None
-) -> asyncpg.Record | None:
-    return await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
+) -> dict[str, object] | None:
+    row = await conn.fetchrow(UPDATE_PACKAGE_SETTINGS, namespace_id, allowed, exception_regex)
+    return None if row is None else dict(row)
 # --- sweeping stale pending uploads -------------------------------------------------------
 
 # One sweeper at a time across all instances: each sweep step (one row) takes this lock for its

@@ -7,10 +7,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from gateway import accounts, auth
-from gateway.db import identity
+from gateway import auth
+from gateway.db.identity import tokens as token_queries
 from gateway.db.migrate import migrate
 from gateway.db.pool import connect
+from gateway.identity import limits
+from gateway.identity import seed as identity_seed
+from gateway.identity.tokens import issue_personal_access_token
 
 DEMO_GROUP, DEMO_PROJECT = "demo", "project"
 DEV_TOKEN_NAME = "gateway dev"
@@ -34,37 +37,37 @@ async def seed(database_url: str, saved_token: str | None) -> Seeded:
     conn = await connect(database_url)
     try:
         async with conn.transaction():
-            admin = await accounts.ensure_admin(conn)
-            project = await accounts.ensure_project(
-                conn, DEMO_GROUP, DEMO_PROJECT, owner_id=admin["id"]
+            admin = await identity_seed.ensure_admin(conn)
+            project = await identity_seed.ensure_project(
+                conn, DEMO_GROUP, DEMO_PROJECT, owner_id=admin.id
             )
-            token, token_id = await _working_token(conn, admin["id"], saved_token)
-            await _revoke_other_dev_tokens(conn, admin["id"], token_id)
+            token, token_id = await _working_token(conn, admin.id, saved_token)
+            await _revoke_other_dev_tokens(conn, admin.id, token_id)
     finally:
         await conn.close()
-    return Seeded(token, token != saved_token, project["id"])
+    return Seeded(token, token != saved_token, project.id)
 
 
 async def _working_token(
     conn: asyncpg.Connection, admin_id: int, saved: str | None
 ) -> tuple[str, int | None]:
     if saved:
-        row = await identity.find_personal_access_token(conn, auth.token_digest(saved))
-        if (row is not None and row["user_id"] == admin_id and not row["revoked"]
-                and not row["expired"] and "api" in row["scopes"] and row["state"] == "active"):
-            return saved, row["token_id"]
-    token, row = await accounts.create_personal_access_token(
-        conn, admin_id, DEV_TOKEN_NAME, ["api"]
+        row = await token_queries.find_personal_access_token(conn, auth.token_digest(saved))
+        if (row is not None and row.user_id == admin_id and not row.revoked
+                and not row.expired and "api" in row.scopes and row.state == "active"):
+            return saved, row.token_id
+    issued = await issue_personal_access_token(
+        conn, admin_id, DEV_TOKEN_NAME, ["api"], limits.max_token_expiry(365)
     )
-    return token, row["id"]
+    return issued.token, issued.record.id
 
 
 async def _revoke_other_dev_tokens(
     conn: asyncpg.Connection, admin_id: int, keep_id: int | None
 ) -> None:
-    rows, _ = await identity.list_pats(
+    rows, _ = await token_queries.list_pats(
         conn, user_id=admin_id, revoked=False, search=DEV_TOKEN_NAME, limit=10_000, offset=0
     )
     for row in rows:
-        if row["name"] == DEV_TOKEN_NAME and row["id"] != keep_id:
-            await identity.revoke_pat(conn, row["id"])
+        if row.name == DEV_TOKEN_NAME and row.id != keep_id:
+            await token_queries.revoke_pat(conn, row.id)
