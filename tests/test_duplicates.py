@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from gateway import auth
-from gateway.packages import duplicates_allowed
+from gateway.packages.duplicates import duplicates_allowed
 from tests.conftest import start_gateway
 from tests.package_helpers import (
     bucket_keys,

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from gateway import auth, keys, naming, packages, uploads
+from gateway import auth, keys, naming, uploads
 from gateway.api.present import package_file_record
 from gateway.api.project_packages import deleted
 from gateway.errors import (
@@ -26,6 +26,7 @@ from gateway.errors import (
     json_response,
 )
 from gateway.identity import policy
+from gateway.packages import commit, deletion, downloads, duplicates
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -175,7 +176,7 @@ async def put_file(request: web.Request) -> web.Response:
         "Transfer-Encoding", ""
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
-    await packages.check_duplicate(app[keys.db], access.project_id, target)
+    await duplicates.check_duplicate(app[keys.db], access.project_id, target)
 
     await _send_continue(request)
     started = time.monotonic()
@@ -183,7 +184,7 @@ async def put_file(request: web.Request) -> web.Response:
         stored = await uploads.receive(
             app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
         )
-    row = await packages.commit_file(
+    row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id,
     )
@@ -197,7 +198,7 @@ async def put_file(request: web.Request) -> web.Response:
 async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:
     target = naming.download_target(generic_tail(request))
     who = await authenticate(request, request.method)
-    found, row = await packages.file_for_caller(
+    found, row = await downloads.file_for_caller(
         request.app[keys.db], who, project_ref(request), target,
         allow_guest_pull=request.app[keys.settings].allow_guest_pull,
     )
@@ -205,7 +206,7 @@ async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess
     if row is None:
         raise RecordNotFound()
     if row["needs_download_mark"]:
-        await packages.mark_downloaded(request.app[keys.db], row["package_id"])
+        await downloads.mark_downloaded(request.app[keys.db], row["package_id"])
     return access, row
 
 
@@ -287,9 +288,9 @@ async def delete_by_path(request: web.Request) -> web.Response:
     if tail.count("/") == 1:
         name, version = naming.package_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await packages.delete_version_by_path(app[keys.db], access.project_id, name, version)
+        await deletion.delete_version_by_path(app[keys.db], access.project_id, name, version)
     else:
         target = naming.download_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await packages.delete_file_by_path(app[keys.db], access.project_id, target)
+        await deletion.delete_file_by_path(app[keys.db], access.project_id, target)
     return deleted(request)

@@ -12,12 +12,13 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys, packages
+from gateway import keys
 from gateway.api import caller
 from gateway.api.params import as_bool, read_params
 from gateway.enums import MAINTAINER
 from gateway.errors import InvalidParameters, json_response
 from gateway.identity import policy
+from gateway.packages import duplicates
 
 _REGEX = "generic_duplicate_exception_regex"
 
@@ -42,7 +43,7 @@ def _regex_param(params: dict[str, Any]) -> str | None:
 
 async def get_settings(request: web.Request) -> web.Response:
     group = await _group(request)
-    return json_response(await packages.package_settings(request.app[keys.db], group.group_id))
+    return json_response(await duplicates.package_settings(request.app[keys.db], group.group_id))
 
 
 async def put_settings(request: web.Request) -> web.Response:
@@ -50,7 +51,7 @@ async def put_settings(request: web.Request) -> web.Response:
     params = await read_params(request)
     allowed = as_bool(params, "generic_duplicates_allowed")
     regex = _regex_param(params)
-    settings = await packages.update_package_settings(
+    settings = await duplicates.update_package_settings(
         request.app[keys.db], group.group_id, allowed=allowed, exception_regex=regex
     )
     return json_response(settings)

@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import auth, keys, packages
+from gateway import auth, keys
 from gateway.api import pagination
 from gateway.api.params import as_bool, as_choice, path_int
 from gateway.api.present import iso, package_status
@@ -28,6 +28,7 @@ from gateway.errors import (
     json_response,
 )
 from gateway.identity import policy
+from gateway.packages import deletion, listing
 
 ORDER_BY = ("created_at", "name", "version", "type")
 GROUP_ORDER_BY = (*ORDER_BY, "project_path")
@@ -62,7 +63,7 @@ def _package_id(request: web.Request) -> int:
 
 
 def _query(request: web.Request, order_by_values: tuple[str, ...],
-           flags: tuple[str, ...] = ("include_versionless",)) -> packages.PackageQuery:
+           flags: tuple[str, ...] = ("include_versionless",)) -> listing.PackageQuery:
     """The list parameters with Grape's 400s, all failures reported together."""
     q = request.query
     errors: list[str] = []
@@ -85,7 +86,7 @@ def _query(request: web.Request, order_by_values: tuple[str, ...],
             errors.append(exc.message)
     if errors:
         raise InvalidParameters(errors)
-    return packages.PackageQuery(
+    return listing.PackageQuery(
         package_type=PACKAGE_TYPES[package_type] if package_type else None,
         package_name=q.get("package_name") or None,
         package_version=q.get("package_version") or None,
@@ -150,7 +151,7 @@ async def list_project_packages(request: web.Request) -> web.Response:
     access = await _project(request, who)
     query = _query(request, ORDER_BY)
     page = pagination.page_of(request)
-    total, rows = await packages.list_packages(
+    total, rows = await listing.list_packages(
         request.app[keys.db], [access.project_id], query, limit=page.limit, offset=page.offset
     )
     path = access.project.path_with_namespace
@@ -168,7 +169,7 @@ async def list_group_packages(request: web.Request) -> web.Response:
     query = _query(request, GROUP_ORDER_BY, ("include_versionless", "exclude_subgroups"))
     exclude = as_bool(request.query, "exclude_subgroups") or False  # type: ignore[arg-type]
     page = pagination.page_of(request)
-    projects = await packages.group_projects(
+    projects = await listing.group_projects(
         app[keys.db], group.group_id, who.user_id, exclude_subgroups=exclude
     )
     # Only projects whose packages the caller may read (registry enabled, role, visibility).
@@ -178,7 +179,7 @@ async def list_group_packages(request: web.Request) -> web.Response:
                                   allow_guest_pull=app[keys.settings].allow_guest_pull)
         if access.read_package:
             readable[project.id] = access
-    total, rows = await packages.list_packages(
+    total, rows = await listing.list_packages(
         app[keys.db], list(readable), query, limit=page.limit, offset=page.offset
     )
     items = [
@@ -195,7 +196,7 @@ async def get_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who)
     package_id = _package_id(request)
-    row, versions = await packages.package_details(
+    row, versions = await listing.package_details(
         request.app[keys.db], access.project_id, package_id
     )
     body = _package(request, row, project_path=access.project.path_with_namespace,
@@ -224,7 +225,7 @@ async def list_package_files(request: web.Request) -> web.Response:
     if errors:
         raise InvalidParameters(errors)
     page = pagination.page_of(request)
-    total, rows = await packages.list_package_files(
+    total, rows = await listing.list_package_files(
         request.app[keys.db], access.project_id, package_id, order_by=order or "id",
         sort=sort or "asc", limit=page.limit, offset=page.offset,
     )
@@ -241,7 +242,7 @@ async def delete_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who, destroy=True)
     package_id = _package_id(request)
-    await packages.delete_package(request.app[keys.db], access.project_id, package_id)
+    await deletion.delete_package(request.app[keys.db], access.project_id, package_id)
     return deleted(request)
 
 
@@ -250,7 +251,7 @@ async def delete_package_file(request: web.Request) -> web.Response:
     access = await _project(request, who, destroy=True)
     package_id = _package_id(request)
     file_id = path_int(request, "package_file_id", missing=RecordNotFound())
-    await packages.delete_package_file(
+    await deletion.delete_package_file(
         request.app[keys.db], access.project_id, package_id, file_id
     )
     return deleted(request)

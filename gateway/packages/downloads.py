@@ -1,0 +1,40 @@
+"""Finding the file to serve for a download (one query for the project and the file)."""
+
+from __future__ import annotations
+
+from gateway.auth import Principal
+from gateway.db import packages as q
+from gateway.db.pool import Database
+from gateway.identity.policy import ProjectAccess, abilities
+from gateway.naming import FileTarget
+from gateway.numbers import id_or_path
+
+
+async def file_for_caller(
+    db: Database, who: Principal, project_ref: str, target: FileTarget, *,
+    allow_guest_pull: bool,
+) -> tuple[ProjectAccess | None, dict | None]:
+    """The project as ``who`` sees it and, if they may read its packages, the file to serve.
+
+    One query finds both: a redirect is mostly database round trips (and the pool adds one
+    more, its reset, per connection handed back).
+    """
+    ref = id_or_path(project_ref)
+    if ref is None:
+        return None, None
+    async with db.connection() as conn:
+        project, found = await q.file_for_caller(
+            conn, ref, who.user_id, target.package_name, target.package_version,
+            target.file_name,
+        )
+    if project is None:
+        return None, None
+    access = abilities(who, project, allow_guest_pull=allow_guest_pull)
+    if not access.read_package:
+        return access, None
+    return access, found
+
+
+async def mark_downloaded(db: Database, package_id: int) -> None:
+    async with db.connection() as conn:
+        await q.mark_downloaded(conn, package_id)
