@@ -71,7 +71,8 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
 async def _loop_watch(app: web.Application) -> AsyncIterator[None]:
     """The event loop watched from a thread, and health answered from one if asked."""
     settings = app[keys.settings]
-    async with LoopWatch(settings.loop_stall_seconds) as watch:
+    # Armed by the server once it serves (start-up may hold the loop for a while).
+    async with LoopWatch(settings.loop_stall_seconds, armed=False) as watch:
         app[keys.loop_watch] = watch
         if settings.health_port is None:
             yield

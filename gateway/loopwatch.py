@@ -46,9 +46,13 @@ class LoopState:
 class LoopWatch:
     """The beat (a task on the loop) and the watcher (a thread). ``async with`` runs both."""
 
-    def __init__(self, stall_after: float = 1.0, *, interval: float = BEAT_INTERVAL) -> None:
+    def __init__(self, stall_after: float = 1.0, *, interval: float = BEAT_INTERVAL,
+                 armed: bool = True) -> None:
         self.stall_after = stall_after
         self.interval = interval
+        # Unarmed, lag is measured but nothing is a stall: start-up (loading botocore's models,
+        # the collector's freeze) may hold the loop before any request can be served.
+        self._armed = armed
         self._last_beat = time.monotonic()
         self._lag = 0.0
         self._max_lag = 0.0
@@ -58,10 +62,17 @@ class LoopWatch:
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
 
+    def arm(self) -> None:
+        """From now on a loop that does not run for ``stall_after`` seconds is a stall (call it
+        once the app serves)."""
+        self._last_beat = time.monotonic()
+        self._armed = True
+
     def state(self) -> LoopState:
         """Safe from any thread."""
         since = time.monotonic() - self._last_beat
-        return LoopState(since >= self.stall_after, since, self._lag, self._max_lag, self._stalls)
+        stalled = self._armed and since >= self.stall_after
+        return LoopState(stalled, since, self._lag, self._max_lag, self._stalls)
 
     async def __aenter__(self) -> LoopWatch:
         self._loop_thread = threading.get_ident()
@@ -101,6 +112,8 @@ class LoopWatch:
         reported = False
         while not self._stop.wait(self.interval):
             since = time.monotonic() - self._last_beat
+            if not self._armed:
+                continue
             if since >= self.stall_after and not reported:
                 reported = True
                 self._stalls += 1

@@ -86,7 +86,6 @@ class InFlight:
 async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: bool,
                  peers: WorkerPeers | None = None) -> None:
     app = create_app(settings, store=store)
-    app.on_startup.append(_freeze_startup_objects)
     if peers is not None and keys.metrics in app:
         # Each worker answers its siblings' scrapes on its own socket (gateway/metrics.py).
         app[keys.worker_peers] = peers
@@ -99,11 +98,13 @@ async def _serve(settings: Settings, store: ObjectStore | None, *, reuse_port: b
         shutdown_timeout=_FINAL_TIMEOUT, handle_signals=False, read_bufsize=READ_BUFSIZE,
     )
     await runner.setup()
+    _freeze_startup_objects()
     try:
         site = web.TCPSite(
             runner, settings.host, settings.port, reuse_port=reuse_port
         )
         await site.start()
+        app[keys.loop_watch].arm()  # start-up is over: from now on a stall is one
         log.info("serving", extra={"host": settings.host, "port": settings.port})
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -158,7 +159,7 @@ def _worker_metrics_socket(metrics: Metrics, peers: WorkerPeers) -> Any:
     return ctx
 
 
-async def _freeze_startup_objects(app: web.Application) -> None:
+def _freeze_startup_objects() -> None:
     """Move everything loaded at start (botocore's service models above all) out of the
     collector's sight: a full collection would walk it all, a pause of many milliseconds in the
     middle of requests."""

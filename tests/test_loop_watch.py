@@ -87,3 +87,14 @@ async def test_loop_watch_measures_how_late_the_loop_runs() -> None:
     assert state.stalls == 1
     assert state.max_lag >= 0.9
     assert not state.stalled
+
+
+async def test_an_unarmed_watch_counts_no_stall_while_the_app_starts() -> None:
+    async with LoopWatch(stall_after=0.3, armed=False) as watch:
+        time.sleep(0.8)  # noqa: ASYNC251 - start-up holding the loop
+        await asyncio.sleep(0.2)
+        assert watch.state().stalls == 0 and not watch.state().stalled
+        watch.arm()
+        time.sleep(0.8)  # noqa: ASYNC251 - a stall once serving
+        await asyncio.sleep(0.3)
+        assert watch.state().stalls == 1
