@@ -23,6 +23,7 @@ from benchmarks.report import Report
 from gateway.config import parse_size
 
 TARGETS = {"moto": 0.9, "rclone": 0.7}
+SERVERS = ("moto", "rclone")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--download-seconds", type=float, default=10.0,
                    help="length of the redirect load (0 to skip)")
     p.add_argument("--download-clients", type=int, default=64)
+    p.add_argument("--download-server", default="moto", choices=SERVERS,
+                   help="S3 server that presigns the redirects (default moto)")
     p.add_argument("--download-rate", type=float, default=3000.0,
                    help="requests a second of the paced redirect load (default 3000)")
     p.add_argument("--metrics-rounds", type=int, default=4,
@@ -57,10 +60,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.size_bytes = parse_size(args.size)
     args.sweep_bytes = parse_size(args.sweep_size)
     args.budget_bytes = parse_size(args.buffer_budget)
-    args.server_list = [s for s in args.servers.split(",") if s]
-    args.sweep_list = [int(n) for n in args.concurrency.split(",") if n]
+    args.server_list = _names(p, "--servers", args.servers, SERVERS)
+    args.sweep_targets = _names(p, "--sweep-on", args.sweep_on, ("null", *SERVERS))
+    try:
+        args.sweep_list = [int(n) for n in args.concurrency.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--concurrency: not a list of numbers: {args.concurrency!r}")
+    if any(n < 1 for n in args.sweep_list):
+        p.error("--concurrency: every step needs at least one upload")
     args.rounds = max(2, args.rounds)
     return args
+
+
+def _names(p: argparse.ArgumentParser, option: str, value: str,
+           known: tuple[str, ...]) -> list[str]:
+    """A comma-separated list of known names ('' is none), refused up front when misspelt
+    rather than half way through the run."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in known]:
+        p.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def machine_note() -> str:
@@ -80,6 +99,25 @@ def machine_note() -> str:
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Backends:
+    """The S3 servers of a run, each started when a case first needs it and stopped at the end
+    (a case never assumes another case left a server running)."""
+
+    def __init__(self, work: Path, stack: ExitStack) -> None:
+        self._work = work
+        self._stack = stack
+        self._started: dict[str, h.Backend] = {}
+
+    def get(self, name: str) -> h.Backend:
+        if name not in self._started:
+            backend = h.start_backend(name, self._work, rclone_buffer_limit=1024 * h.MiB)
+            self._stack.callback(backend.server.stop)
+            self._started[name] = backend
+        backend = self._started[name]
+        backend.ensure()
+        return backend
 
 
 def run(args: argparse.Namespace) -> Report:
@@ -102,98 +140,112 @@ def run(args: argparse.Namespace) -> Report:
         path = h.make_file(work / "upload.bin", args.size_bytes)
         report.floor_ms = h.digest_floor(path) * 1000
         log(f"md5+sha1+sha256 floor: {report.floor_ms:.2f} CPU-ms/MB")
-        backends: dict[str, h.Backend] = {}
-        for name in {*args.server_list, *(s for s in args.sweep_list and
-                                          args.sweep_on.split(",") if s != "null")}:
-            backends[name] = h.start_backend(name, work, rclone_buffer_limit=1024 * h.MiB)
-            stack.callback(backends[name].server.stop)
-
+        backends = Backends(work, stack)
         for name in args.server_list:
-            backend = backends[name]
-            gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
-            try:
-                for r in range(args.rounds):
-                    # Alternate the order, so neither side always runs on a warmer machine.
-                    order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
-                    for side in order:
-                        backend.fresh()
-                        if side == "direct":
-                            up = h.direct_upload(backend, path, f"direct-{r}.bin")
-                        else:
-                            up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
-                        report.add_upload(name, side, up)
-                        log(f"{name} round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
-                        backend.empty_bucket()
-                report.rss[name] = gw.peak_rss()
-            finally:
-                gw.stop()
-                backend.rest()
-
+            uploads_case(args, report, db, work, path, backends.get(name), gw_env)
         if not args.no_ceiling:
-            gw = h.start_gateway(db, work, "null", backend=None, extra_env=gw_env)
-            try:
-                for r in range(args.rounds):
-                    up = h.gateway_upload(gw, db, path, f"null-{r}.bin")
-                    report.add_upload("null", "gateway", up)
-                    log(f"discarding store round {r + 1}: {up.mb_per_s:.0f} MB/s")
-                report.rss["null"] = gw.peak_rss()
-            finally:
-                gw.stop()
-
+            ceiling_case(args, report, db, work, path, gw_env)
         if args.metrics_rounds > 0:
             metrics_case(args, report, db, work, path, gw_env)
-
         if args.sweep_list:
-            sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
-            for target in args.sweep_on.split(","):
-                for n in args.sweep_list:
-                    # A fresh process per step, so its peak RSS belongs to that step alone.
-                    if target in backends:
-                        backends[target].fresh()
-                    gw = h.start_gateway(db, work, f"sweep-{target}-{n}",
-                                         backend=backends.get(target), extra_env=gw_env)
-                    try:
-                        wall, statuses, errors = h.concurrent_uploads(
-                            gw, db, sweep_path, n, f"sweep-{target}-{n}")
-                        for err in errors[:3]:
-                            log(f"sweep {target} x{n}: an upload failed: {err} "
-                                f"(gateway log: {gw.log_path})")
-                        rss = gw.peak_rss()
-                    finally:
-                        gw.stop()
-                    if target in backends:
-                        backends[target].empty_bucket()
-                        backends[target].rest()
-                    failed = sum(1 for s in statuses if s != 201)
-                    report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
-                    log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "
-                        f"{failed} failed, peak RSS {rss / h.MiB:.0f} MiB")
-
+            sweep_case(args, report, db, work, backends, gw_env)
         if args.download_seconds > 0:
-            backend = backends.get(args.server_list[0]) if args.server_list else None
-            gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=gw_env)
+            downloads_case(args, report, db, work, backends.get(args.download_server), gw_env)
+    return report
+
+
+def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                 path: Path, backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """The same file straight to ``backend`` and through the gateway, rounds alternating."""
+    name = backend.name
+    gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
+    try:
+        for r in range(args.rounds):
+            # Alternate the order, so neither side always runs on a warmer machine.
+            order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
+            for side in order:
+                backend.fresh()
+                if side == "direct":
+                    up = h.direct_upload(backend, path, f"direct-{r}.bin")
+                else:
+                    up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
+                report.add_upload(name, side, up)
+                log(f"{name} round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
+                backend.empty_bucket()
+        report.rss[name] = gw.peak_rss()
+    finally:
+        gw.stop()
+        backend.rest()
+
+
+def ceiling_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                 path: Path, gw_env: dict[str, str]) -> None:
+    """The same upload into the discarding store: the gateway's own ceiling."""
+    gw = h.start_gateway(db, work, "null", backend=None, extra_env=gw_env)
+    try:
+        for r in range(args.rounds):
+            up = h.gateway_upload(gw, db, path, f"null-{r}.bin")
+            report.add_upload("null", "gateway", up)
+            log(f"discarding store round {r + 1}: {up.mb_per_s:.0f} MB/s")
+        report.rss["null"] = gw.peak_rss()
+    finally:
+        gw.stop()
+
+
+def sweep_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backends: Backends, gw_env: dict[str, str]) -> None:
+    """1, 4, 16, 32 … uploads at once, a fresh gateway process per step."""
+    sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
+    for target in args.sweep_targets:
+        for n in args.sweep_list:
+            backend = backends.get(target) if target != "null" else None
+            if backend is not None:
+                backend.fresh()
+            # A fresh process per step, so its peak RSS belongs to that step alone.
+            gw = h.start_gateway(db, work, f"sweep-{target}-{n}", backend=backend,
+                                 extra_env=gw_env)
             try:
-                small = h.make_file(work / "small.bin", 1024)
-                h.gateway_upload(gw, db, small, "small.bin")
-                url = h.file_url(gw, db, "small.bin")
-                expect = 302 if backend is not None else 200
-                if expect != 302:
-                    log("no S3 server: downloads are streamed, not redirected")
-                most = h.redirect_load(url, db.token, clients=args.download_clients,
-                                       seconds=args.download_seconds)
-                log(f"redirects, as fast as answered: {most.per_second:.0f}/s, p50 "
-                    f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors")
-                paced = h.redirect_load(url, db.token, clients=args.download_clients,
-                                        seconds=args.download_seconds, rate=args.download_rate)
-                log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
-                    f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms, {paced.errors} errors")
-                report.downloads = most
-                report.downloads_paced = paced
-                report.download_rate = args.download_rate
-                report.downloads_server = backend.name if backend else "null"
+                wall, statuses, errors = h.concurrent_uploads(
+                    gw, db, sweep_path, n, f"sweep-{target}-{n}")
+                for err in errors[:3]:
+                    log(f"sweep {target} x{n}: an upload failed: {err} "
+                        f"(gateway log: {gw.log_path})")
+                rss = gw.peak_rss()
             finally:
                 gw.stop()
-    return report
+            if backend is not None:
+                backend.empty_bucket()
+                backend.rest()
+            failed = sum(1 for s in statuses if s != 201)
+            report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
+            log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "
+                f"{failed} failed, peak RSS {rss / h.MiB:.0f} MiB")
+
+
+def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                   backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """Redirects from ``--download-clients`` clients, as fast as answered and paced."""
+    gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=gw_env)
+    try:
+        small = h.make_file(work / "small.bin", 1024)
+        h.gateway_upload(gw, db, small, "small.bin")
+        url = h.file_url(gw, db, "small.bin")
+        most = h.redirect_load(url, db.token, clients=args.download_clients,
+                               seconds=args.download_seconds)
+        log(f"redirects, as fast as answered: {most.per_second:.0f}/s, p50 "
+            f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors")
+        paced = h.redirect_load(url, db.token, clients=args.download_clients,
+                                seconds=args.download_seconds, rate=args.download_rate)
+        log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
+            f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms, {paced.errors} errors")
+        report.downloads = most
+        report.downloads_paced = paced
+        report.download_rate = args.download_rate
+        report.downloads_server = backend.name
+        report.download_clients = args.download_clients
+    finally:
+        gw.stop()
+        backend.rest()
 
 
 def metrics_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,

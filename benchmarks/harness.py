@@ -22,6 +22,7 @@ import asyncpg
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 from gateway.db.migrate import migrate
 from gateway.devtools.postgres import PostgresCluster
@@ -109,6 +110,10 @@ class Backend:
             config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
 
+    def ensure(self) -> None:
+        """Have the server running (a case may follow one that rested it)."""
+        self.server.start()
+
     def fresh(self) -> None:
         """Start a measurement on a server in its first state: rclone is restarted (the folder,
         and so the bucket, stays; what it holds in memory, such as multipart state, goes)."""
@@ -157,7 +162,13 @@ def start_backend(name: str, work: Path, *, rclone_buffer_limit: int) -> Backend
         raise ValueError(f"unknown S3 server {name!r} (moto, rclone)")
     server.start()
     backend = Backend(name, server, work / "rclone-data" if name == "rclone" else None)
-    backend.client().create_bucket(Bucket=BUCKET)
+    try:
+        backend.client().create_bucket(Bucket=BUCKET)
+    except ClientError as exc:
+        # A --workdir of an earlier run still holds the bucket.
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
+                                                             "BucketAlreadyExists"):
+            raise
     return backend
 
 
@@ -394,15 +405,17 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def redirect_load(url: str, token: str, *, clients: int, seconds: float,
-                  rate: float | None = None, processes: int = 2) -> LoadResult:
+                  rate: float | None = None, processes: int = 2,
+                  expect: int = 302) -> LoadResult:
     """``clients`` concurrent clients (split over ``processes`` loader processes) ask for
     ``url`` for ``seconds``, as fast as answered or at ``rate`` requests a second in total;
-    only 302 answers count as done."""
+    only ``expect`` answers (302: a redirect; 200: streamed by the discarding store) count
+    as done."""
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.load", url, "--header", f"PRIVATE-TOKEN: {token}",
-             "--clients", str(c), "--seconds", str(seconds),
+             "--clients", str(c), "--seconds", str(seconds), "--expect", str(expect),
              *(["--rate", str(rate * c / clients)] if rate else [])],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )

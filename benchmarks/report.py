@@ -40,6 +40,7 @@ class Report:
     downloads_paced: LoadResult | None = None
     download_rate: float = 0.0
     downloads_server: str = ""
+    download_clients: int = 0
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
@@ -178,7 +179,7 @@ class Report:
             d, p = self.downloads, self.downloads_paced
             out += [
                 "### Redirect downloads: one gateway process, "
-                f"{self.downloads_server} presigning, 64 clients",
+                f"{self.downloads_server} presigning, {self.download_clients} clients",
                 "",
                 "| load | answers/s | p50 ms | p99 ms | errors | target | met |",
                 "|---|---|---|---|---|---|---|",
@@ -194,8 +195,9 @@ class Report:
                 )
             out += [
                 "",
-                "As fast as answered, 64 clients wait on each other: the mean latency is "
-                "64 / rate (Little's law), so p99 is judged on the paced run.",
+                f"As fast as answered, {self.download_clients} clients wait on each other: the "
+                f"mean latency is {self.download_clients} / rate (Little's law), so p99 is "
+                "judged on the paced run.",
                 "",
             ]
         return "\n".join(out)
@@ -208,6 +210,9 @@ class Report:
             import matplotlib.pyplot as plt
         except ImportError:
             print("matplotlib is not installed (pip install '.[bench]'): no plot written")
+            return
+        if not self.sweep:
+            print("no concurrency sweep in this run (--concurrency ''): no plot written")
             return
         fig, ax = plt.subplots(figsize=(6, 4))
         for target in sorted({r["target"] for r in self.sweep}):
