@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import harness as h
+from benchmarks import peer
 from benchmarks.report import Report
 from gateway.config import parse_size
 
@@ -52,6 +53,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "scraped every second while on (0 to skip)")
     p.add_argument("--metrics-off", action="store_true",
                    help="run every other case's gateways with GATEWAY_METRICS=false")
+    p.add_argument("--no-peer", action="store_true",
+                   help="skip the OCI distribution registry (docker-registry) as a peer; "
+                        "without the program it is skipped anyway, with a line saying so")
+    p.add_argument("--small-seconds", type=float, default=8.0,
+                   help="length of each small-file load (0 to skip the case)")
+    p.add_argument("--small-rounds", type=int, default=2, help="rounds of each small-file load")
+    p.add_argument("--small-clients", type=int, default=32)
+    p.add_argument("--small-size", default="4KiB", help="size of each small file")
+    p.add_argument("--small-on", default="moto,rclone",
+                   help="S3 servers of the small-file case (the peer runs on moto only)")
     p.add_argument("--markdown", type=Path, help="also write the table here as Markdown")
     p.add_argument("--plot", type=Path, help="also plot throughput against concurrency (PNG)")
     p.add_argument("--workdir", type=Path,
@@ -61,6 +72,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.sweep_bytes = parse_size(args.sweep_size)
     args.budget_bytes = parse_size(args.buffer_budget)
     args.server_list = _names(p, "--servers", args.servers, SERVERS)
+    args.small_list = _names(p, "--small-on", args.small_on, SERVERS)
+    args.small_bytes = parse_size(args.small_size)
     args.sweep_targets = _names(p, "--sweep-on", args.sweep_on, ("null", *SERVERS))
     try:
         args.sweep_list = [int(n) for n in args.concurrency.split(",") if n.strip()]
@@ -124,6 +137,7 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(size=args.size_bytes, rounds=args.rounds, machine=machine_note(),
                     budget=args.budget_bytes, command=" ".join(["python -m benchmarks",
                                                                 *sys.argv[1:]]))
+    report.small_size, report.small_clients = args.small_bytes, args.small_clients
     gw_env = {"GATEWAY_BUFFER_BUDGET": str(args.budget_bytes)}
     if args.metrics_off:
         gw_env["GATEWAY_METRICS"] = "false"
@@ -141,8 +155,18 @@ def run(args: argparse.Namespace) -> Report:
         report.floor_ms = h.digest_floor(path) * 1000
         log(f"md5+sha1+sha256 floor: {report.floor_ms:.2f} CPU-ms/MB")
         backends = Backends(work, stack)
+        registry = None if args.no_peer else peer.find_registry()
+        if registry is None and not args.no_peer:
+            log(f"the OCI registry ({peer.PROGRAM}) is not installed: no peer in this run "
+                "(scripts/os-packages.sh bench installs it)")
+            report.peer_missing = True
         for name in args.server_list:
-            uploads_case(args, report, db, work, path, backends.get(name), gw_env)
+            uploads_case(args, report, db, work, path, backends.get(name), gw_env,
+                         registry if name == "moto" else None)
+        if args.small_seconds > 0:
+            for name in args.small_list:
+                small_case(args, report, db, work, backends.get(name), gw_env,
+                           registry if name == "moto" else None)
         if not args.no_ceiling:
             ceiling_case(args, report, db, work, path, gw_env)
         if args.metrics_rounds > 0:
@@ -155,26 +179,82 @@ def run(args: argparse.Namespace) -> Report:
 
 
 def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
-                 path: Path, backend: h.Backend, gw_env: dict[str, str]) -> None:
-    """The same file straight to ``backend`` and through the gateway, rounds alternating."""
+                 path: Path, backend: h.Backend, gw_env: dict[str, str],
+                 registry: str | None) -> None:
+    """The same file straight to ``backend``, through the gateway and (moto) pushed to the OCI
+    registry as a blob; rounds alternate the order."""
     name = backend.name
     gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
+    reg = digest = None
+    if registry is not None:
+        reg = peer.start_registry(registry, work, endpoint=backend.endpoint, bucket=h.BUCKET,
+                                  access_key=h.ACCESS_KEY, secret_key=h.SECRET_KEY)
+        digest = peer.sha256_of(path)
     try:
+        sides = ["direct", "gateway", *(["peer"] if reg else [])]
         for r in range(args.rounds):
-            # Alternate the order, so neither side always runs on a warmer machine.
-            order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
-            for side in order:
+            # Rotate the order, so no side always runs on a warmer machine.
+            for side in sides[r % len(sides):] + sides[: r % len(sides)]:
                 backend.fresh()
                 if side == "direct":
                     up = h.direct_upload(backend, path, f"direct-{r}.bin")
-                else:
+                elif side == "gateway":
                     up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
+                else:
+                    assert reg is not None and digest is not None
+                    cpu0 = h.cpu_seconds(reg.pid)
+                    seconds = peer.push_blob(reg, path, digest)
+                    up = h.Upload(seconds, path.stat().st_size,
+                                  cpu_seconds=h.cpu_seconds(reg.pid) - cpu0)
                 report.add_upload(name, side, up)
                 log(f"{name} round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
+                # Also what the registry wrote: each round pushes the blob anew.
                 backend.empty_bucket()
         report.rss[name] = gw.peak_rss()
     finally:
         gw.stop()
+        if reg is not None:
+            reg.stop()
+        backend.rest()
+
+
+def small_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend, gw_env: dict[str, str], registry: str | None) -> None:
+    """Small files from many clients at once: through the gateway, as direct PutObject
+    calls, and (moto) as OCI blob pushes; rounds alternate the order."""
+    name = backend.name
+    backend.fresh()
+    gw = h.start_gateway(db, work, f"small-{name}", backend=backend, extra_env=gw_env)
+    reg = None
+    if registry is not None:
+        reg = peer.start_registry(registry, work, endpoint=backend.endpoint, bucket=h.BUCKET,
+                                  access_key=h.ACCESS_KEY, secret_key=h.SECRET_KEY)
+    common = {"clients": args.small_clients, "seconds": args.small_seconds,
+              "size": args.small_bytes}
+    try:
+        sides = ["direct", "gateway", *(["peer"] if reg else [])]
+        for r in range(max(1, args.small_rounds)):
+            for side in sides[r % len(sides):] + sides[: r % len(sides)]:
+                prefix = f"small-{side}-{r}"
+                if side == "direct":
+                    res = h.small_load("direct", backend.endpoint, bucket=h.BUCKET,
+                                       prefix=prefix, **common)
+                elif side == "gateway":
+                    res = h.small_load("gateway", h.file_url(gw, db, "").rstrip("/"),
+                                       token=db.token, prefix=prefix, **common)
+                else:
+                    assert reg is not None
+                    res = h.small_load("registry", reg.url, repository=peer.REPOSITORY,
+                                       prefix=prefix, **common)
+                report.add_small(name, side, res)
+                log(f"small files {name} round {r + 1} {side}: {res.per_second:.0f}/s, p50 "
+                    f"{res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, {res.errors} errors"
+                    + (f" (first: {res.first_error})" if res.errors else ""))
+    finally:
+        gw.stop()
+        if reg is not None:
+            reg.stop()
+        backend.empty_bucket()
         backend.rest()
 
 

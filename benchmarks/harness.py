@@ -431,3 +431,39 @@ def redirect_load(url: str, token: str, *, clients: int, seconds: float,
     latencies.sort()
     return LoadResult(len(latencies), errors, seconds, _quantile(latencies, 0.5) * 1000,
                       _quantile(latencies, 0.99) * 1000)
+
+
+# --- small files ------------------------------------------------------------------------------
+
+
+@dataclass
+class SmallResult:
+    uploads: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    first_error: str = ""
+
+    @property
+    def per_second(self) -> float:
+        return self.uploads / self.seconds
+
+
+def small_load(target: str, url: str, *, clients: int, seconds: float, size: int,
+               prefix: str, **extra: str) -> SmallResult:
+    """``clients`` concurrent clients upload ``size``-byte files to ``target`` (gateway,
+    direct, registry) for ``seconds``, in a child process of their own."""
+    cmd = [sys.executable, "-m", "benchmarks.smallfiles", target, url, "--clients",
+           str(clients), "--seconds", str(seconds), "--size", str(size), "--prefix", prefix]
+    for key, value in extra.items():
+        cmd += [f"--{key}", value]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"small-file load ({target}) failed: {out.stderr[-2000:]}")
+    res = json.loads(out.stdout)
+    lat = sorted(res["latencies"])
+    return SmallResult(res["uploads"], res["errors"], seconds, _quantile(lat, 0.5) * 1000,
+                       _quantile(lat, 0.99) * 1000, res["first_error"])
