@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks import harness as h
 from benchmarks import peer
+from benchmarks.counting import counting_proxies
 from benchmarks.report import Report
 from gateway.config import parse_size
 
@@ -63,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--small-size", default="4KiB", help="size of each small file")
     p.add_argument("--small-on", default="moto,rclone",
                    help="S3 servers of the small-file case (the peer runs on moto only)")
+    p.add_argument("--count-uploads", type=int, default=20,
+                   help="small uploads, one at a time, whose PostgreSQL round trips and S3 "
+                        "requests are counted through proxies (0 to skip)")
     p.add_argument("--markdown", type=Path, help="also write the table here as Markdown")
     p.add_argument("--plot", type=Path, help="also plot throughput against concurrency (PNG)")
     p.add_argument("--workdir", type=Path,
@@ -163,6 +167,8 @@ def run(args: argparse.Namespace) -> Report:
         for name in args.server_list:
             uploads_case(args, report, db, work, path, backends.get(name), gw_env,
                          registry if name == "moto" else None)
+        if args.count_uploads > 0 and args.small_list:
+            count_case(args, report, db, work, backends.get(args.small_list[0]), gw_env)
         if args.small_seconds > 0:
             for name in args.small_list:
                 small_case(args, report, db, work, backends.get(name), gw_env,
@@ -216,6 +222,41 @@ def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work:
         if reg is not None:
             reg.stop()
         backend.rest()
+
+
+def count_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """What one small upload costs in PostgreSQL round trips and S3 requests, counted by
+    proxies on the gateway's way to both (a gateway of its own: the proxies stay out of the
+    timed cases)."""
+    assert db.cluster.port is not None and backend.server.port is not None
+    # A stale window of an hour: no sweep (nor its queries) falls among the counted uploads.
+    env = {**gw_env, "GATEWAY_STALE_UPLOAD_SECONDS": "3600"}
+    data = b"x" * args.small_bytes
+    with counting_proxies(db.cluster.port, backend.server.port) as (pg, s3):
+        gw = h.start_gateway(
+            db, work, f"count-{backend.name}", backend=backend, extra_env=env,
+            database_url=db.url.replace(f":{db.cluster.port}/", f":{pg.port}/"),
+            s3_endpoint=f"http://127.0.0.1:{s3.port}")
+        try:
+            base = h.file_url(gw, db, "")
+            # Warm: pool connections opened, statements prepared, the token verified.
+            for i in range(3):
+                h.put_small(f"{base}warm-{i}.bin", db.token, data)
+            pg0, s30 = pg.snapshot(), s3.snapshot()
+            for i in range(args.count_uploads):
+                status = h.put_small(f"{base}count-{i}.bin", db.token, data)
+                if status != 201:
+                    raise RuntimeError(f"counted upload answered {status}")
+            pg1, s31 = pg.snapshot(), s3.snapshot()
+        finally:
+            gw.stop()
+    n = args.count_uploads
+    report.round_trips = {"server": backend.name, "uploads": n,
+                          "pg": (pg1["round trips"] - pg0["round trips"]) / n,
+                          "s3": {k: (s31[k] - s30[k]) / n for k in s31 if s31[k] - s30[k]}}
+    log(f"per small upload: {report.round_trips['pg']:.2f} PostgreSQL round trips, S3 "
+        f"requests {report.round_trips['s3']}")
 
 
 def small_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,

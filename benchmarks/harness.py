@@ -247,12 +247,14 @@ class GatewayProcess:
 
 
 def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | None,
-                  extra_env: dict[str, str] | None = None) -> GatewayProcess:
-    """``gateway serve`` against ``backend``, or the discarding store when it is None."""
+                  extra_env: dict[str, str] | None = None, database_url: str | None = None,
+                  s3_endpoint: str | None = None) -> GatewayProcess:
+    """``gateway serve`` against ``backend``, or the discarding store when it is None
+    (``database_url`` and ``s3_endpoint``: another way to the same servers, a proxy)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "AWS_"))}
     env.update(
-        GATEWAY_DATABASE_URL=db.url,
+        GATEWAY_DATABASE_URL=database_url or db.url,
         GATEWAY_PORT=str(port),
         GATEWAY_LOG_LEVEL="INFO",
         GATEWAY_INSTANCE_ID=f"bench-{label}",
@@ -263,7 +265,8 @@ def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | No
     if backend is None:
         cmd = [sys.executable, "-m", "benchmarks.nullserve"]
     else:
-        env.update(GATEWAY_S3_BUCKET=BUCKET, GATEWAY_S3_ENDPOINT_URL=backend.endpoint)
+        env.update(GATEWAY_S3_BUCKET=BUCKET,
+                   GATEWAY_S3_ENDPOINT_URL=s3_endpoint or backend.endpoint)
         cmd = [sys.executable, "-m", "gateway", "serve"]
     log_path = work / f"gateway-{label}-{port}.log"
     with log_path.open("wb") as log:
@@ -467,3 +470,12 @@ def small_load(target: str, url: str, *, clients: int, seconds: float, size: int
     lat = sorted(res["latencies"])
     return SmallResult(res["uploads"], res["errors"], seconds, _quantile(lat, 0.5) * 1000,
                        _quantile(lat, 0.99) * 1000, res["first_error"])
+
+
+def put_small(url: str, token: str, data: bytes) -> int:
+    """One upload with urllib (one request at a time: nothing else is in the counts)."""
+    req = urllib.request.Request(url, data=data, method="PUT",
+                                 headers={"PRIVATE-TOKEN": token})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+        return resp.status

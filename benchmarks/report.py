@@ -53,6 +53,7 @@ class Report:
     small_size: int = 0
     small_clients: int = 0
     peer_missing: bool = False
+    round_trips: dict | None = None
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
@@ -144,6 +145,7 @@ class Report:
             out.append("")
         out += self._peer_table()
         out += self._small_table()
+        out += self._round_trips()
         if ("null", "gateway") in self.uploads:
             g = self._rates("null", "gateway")
             cpu = self._cpu_ms("null")
@@ -289,6 +291,20 @@ class Report:
                 out.append(f"| {s} | {labels[side]} | {r.per_second:.0f} | {r.p50_ms:.1f} | "
                            f"{r.p99_ms:.1f} | {r.errors} | {_opt(vs)} | {target} | {met} |")
         out.append("")
+        return out
+
+    def _round_trips(self) -> list[str]:
+        out: list[str] = []
+        if (rt := self.round_trips) is not None:
+            s3 = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rt["s3"].items())) or "none"
+            out += [
+                f"Per small upload ({rt['uploads']} counted one at a time into {rt['server']}, "
+                "through counting proxies): "
+                f"**{rt['pg']:.2f} PostgreSQL round trips** (each Sync or simple Query) and "
+                f"S3 requests: {s3}. Why each is there: `gateway/uploads.py` (`receive`) and "
+                "`gateway/packages/commit.py`.",
+                "",
+            ]
         return out
 
     def _cpu_ms_side(self, server: str, side: str) -> float | None:
