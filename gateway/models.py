@@ -286,3 +286,15 @@ class PackageVersion(_FromRow):
     id: int
     version: str
     created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTarget:
+    """The package an upload goes into (None: a new one), whether the file is in it already,
+    the namespace's duplicate policy, and (at the commit) whether the pending row was there."""
+
+    package: Package | None
+    file_exists: bool
+    duplicates_allowed: bool
+    duplicate_exception_regex: str
+    pending_dropped: bool = True

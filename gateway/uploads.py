@@ -531,15 +531,21 @@ class UploadContext:
 
 
 async def receive(
-    ctx: UploadContext, body: BodyStream, key: str, *, project_id: int, size: int | None
+    ctx: UploadContext, body: BodyStream, key: str, *, project_id: int, size: int | None,
+    pending_recorded: bool = False,
 ) -> StoredObject:
-    """Record a pending upload of ``key``, then stream the body into it.
+    """Record a pending upload of ``key`` (unless the caller's check before the body already
+    did, in the same round trip), then stream the body into it.
 
     The pending row outlives a crash of this process, so the sweeper can abort what was left;
     it is dropped here on failure once the store is clean, and by the commit on success.
+    Round trips: none more for a body that fits in one PutObject (the only S3 request); a
+    multipart upload records its upload id (a crash before Complete leaves an upload that the
+    sweeper aborts by id) and beats every ``heartbeat_interval`` while it lasts.
     """
-    async with ctx.db.connection() as conn:
-        await q.insert_pending_upload(conn, key, ctx.instance, project_id)
+    if not pending_recorded:
+        async with ctx.db.connection() as conn:
+            await q.insert_pending_upload(conn, key, ctx.instance, project_id)
 
     async def record_upload_id(upload_id: str) -> None:
         async with ctx.db.connection() as conn:

@@ -103,7 +103,9 @@ class RequestBody:
             await asyncio.sleep(self._WATCH_INTERVAL)
             if (exc := _framing_error(self._request)) is not None:
                 # Wakes the pending read with the error.
-                self._content.set_exception(BrokenBody(_describe(exc, chunked=True)))
+                # Named by the body's framing: the watchdog may see bytes beyond a
+                # Content-Length before the read does.
+                self._content.set_exception(BrokenBody(_describe(exc, chunked=self._chunked())))
                 return
 
     async def readany(self) -> bytes:
@@ -176,13 +178,17 @@ async def put_file(request: web.Request) -> web.Response:
         "Transfer-Encoding", ""
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
-    await duplicates.check_duplicate(app[keys.db], access.project_id, target)
+    ctx = app[keys.uploads]
+    key = new_object_key()
+    # The duplicate check records the pending upload in the same round trip.
+    await duplicates.check_duplicate(app[keys.db], access.project_id, target,
+                                     pending=(key, ctx.instance))
 
     await _send_continue(request)
     started = time.monotonic()
     async with RequestBody(request) as body:
         stored = await uploads.receive(
-            app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
+            ctx, body, key, project_id=access.project_id, size=size, pending_recorded=True
         )
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,

@@ -8,7 +8,7 @@ from gateway.db.identity import projects as identity_projects
 from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
 from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
-from gateway.models import Package, PackageFile, PackageVersion, Project
+from gateway.models import Package, PackageFile, PackageVersion, Project, UploadTarget
 
 Conn = asyncpg.Connection
 
@@ -56,6 +56,114 @@ SELECT n.generic_duplicates_allowed, n.generic_duplicate_exception_regex
 FROM projects p JOIN namespaces n ON n.id = p.namespace_id
 WHERE p.id = $1
 """
+
+
+# What an upload into (project, name, version) needs to know, in one round trip: the live
+# package (its columns, all NULL when there is none), whether a live file of that name is in
+# it, and the duplicate policy of the project's namespace (GitLab: the immediate namespace).
+_UPLOAD_TARGET = """
+SELECT p.*,
+       EXISTS (SELECT 1 FROM package_files f
+               WHERE f.package_id = p.id AND f.file_name = $4 AND f.status <> 1) AS file_exists,
+       n.generic_duplicates_allowed, n.generic_duplicate_exception_regex
+FROM projects pr
+JOIN namespaces n ON n.id = pr.namespace_id
+LEFT JOIN packages p ON p.project_id = pr.id AND p.name = $2 AND p.version = $3
+                    AND p.package_type = 7 AND p.status <> 4
+WHERE pr.id = $1
+"""
+UPLOAD_TARGET = _UPLOAD_TARGET
+# The check before the body is read also records the pending upload (the same round trip).
+UPLOAD_TARGET_RECORDING_PENDING = """
+WITH pending AS (
+    INSERT INTO pending_uploads (object_key, instance, project_id) VALUES ($5, $6, $1)
+)
+""" + _UPLOAD_TARGET
+# The commit's look, under the version's lock, also drops the pending row; pending_dropped is
+# false when the row was already gone (the sweeper took the upload).
+UPLOAD_TARGET_DROPPING_PENDING = """
+WITH dropped AS (DELETE FROM pending_uploads WHERE object_key = $5 RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM dropped) AS pending_dropped, t.*
+FROM (""" + _UPLOAD_TARGET + """) t
+"""
+
+# A file into an existing package, which is touched (and given a new status, $9 when not
+# NULL) by the same statement.
+INSERT_FILE_INTO_PACKAGE = """
+WITH touched AS (
+    UPDATE packages SET status = coalesce($9::smallint, status), updated_at = now()
+    WHERE id = $1
+)
+INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
+                           file_sha256, object_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING *
+"""
+# A file and the new package it is the first of, in one statement.
+INSERT_FILE_AND_PACKAGE = """
+WITH pkg AS (
+    INSERT INTO packages (project_id, name, version, status, creator_id)
+    VALUES ($1, $8, $9, $10, $11)
+    RETURNING id
+)
+INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
+                           file_sha256, object_key)
+SELECT pkg.id, $1, $2, $3, $4, $5, $6, $7 FROM pkg
+RETURNING *
+"""
+
+
+def _upload_target(row: asyncpg.Record | None) -> UploadTarget:
+    if row is None:
+        # The project is gone: nothing to be a duplicate of (the insert will fail on it).
+        return UploadTarget(None, False, True, "", False)
+    return UploadTarget(
+        Package.from_row(row) if row["id"] is not None else None,
+        row["file_exists"],
+        row["generic_duplicates_allowed"],
+        row["generic_duplicate_exception_regex"],
+        row.get("pending_dropped", True),
+    )
+
+
+async def upload_target(conn: Conn, project_id: int, name: str, version: str,
+                        file_name: str) -> UploadTarget:
+    return _upload_target(await conn.fetchrow(UPLOAD_TARGET, project_id, name, version,
+                                              file_name))
+
+
+async def upload_target_recording_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+    instance: str,
+) -> UploadTarget:
+    return _upload_target(await conn.fetchrow(
+        UPLOAD_TARGET_RECORDING_PENDING, project_id, name, version, file_name, key, instance))
+
+
+async def upload_target_dropping_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+) -> UploadTarget:
+    return _upload_target(await conn.fetchrow(
+        UPLOAD_TARGET_DROPPING_PENDING, project_id, name, version, file_name, key))
+
+
+async def insert_file_into_package(
+    conn: Conn, package_id: int, project_id: int, file_name: str, size: int,
+    md5: str, sha1: str, sha256: str, object_key: str, *, new_status: int | None,
+) -> PackageFile:
+    return PackageFile.from_row(await conn.fetchrow(
+        INSERT_FILE_INTO_PACKAGE, package_id, project_id, file_name, size, md5, sha1, sha256,
+        object_key, new_status))
+
+
+async def insert_file_and_package(
+    conn: Conn, project_id: int, name: str, version: str, status: int,
+    creator_id: int | None, file_name: str, size: int, md5: str, sha1: str, sha256: str,
+    object_key: str,
+) -> PackageFile:
+    return PackageFile.from_row(await conn.fetchrow(
+        INSERT_FILE_AND_PACKAGE, project_id, file_name, size, md5, sha1, sha256, object_key,
+        name, version, status, creator_id))
 
 
 async def lock_package_version(conn: Conn, project_id: int, name: str, version: str) -> None:

@@ -46,8 +46,8 @@ async def commit_file(
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
-    One transaction: the advisory lock on (project, name, version), find or create the
-    package, the duplicate policy again, the file row, and the pending-upload row dropped.
+    One transaction: the advisory lock on (project, name, version), the pending-upload row
+    dropped, find or create the package, the duplicate policy again, the file row.
     If the pending row is already gone, the sweeper took this upload (its heartbeat went
     stale) and the commit is refused. When the connection is lost during COMMIT itself the
     outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
@@ -84,29 +84,30 @@ async def _insert_file(
     status: str | None,
     creator_id: int | None,
 ) -> PackageFile:
-    await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
-    if not await q.drop_pending_upload(conn, stored.key):
+    # Round trips of a commit (with BEGIN and COMMIT around them, five in all): the lock,
+    # which must come first and alone (a statement's snapshot is taken before it starts, so
+    # what a lock inside it waited for would stay unseen); one look that also drops the
+    # pending row; one write. The duplicate check is folded into the look.
+    name, version = target.package_name, target.package_version
+    await q.lock_package_version(conn, project_id, name, version)
+    found = await q.upload_target_dropping_pending(conn, project_id, name, version,
+                                                   target.file_name, stored.key)
+    if not found.pending_dropped:
         raise UploadSwept()
-    pkg = await q.find_live_package(
-        conn, project_id, target.package_name, target.package_version
-    )
     wanted = q.STATUS[status] if status is not None else None
-    if pkg is None:
-        pkg = await q.insert_package(
-            conn, project_id, target.package_name, target.package_version,
-            wanted if wanted is not None else q.STATUS["default"], creator_id,
-        )
-    else:
-        if await duplicate_refused(conn, project_id, pkg.id, target):
-            raise DuplicateNotAllowed()
-        if wanted is not None and wanted != pkg.status:
-            await q.set_package_status(conn, pkg.id, wanted)
-        else:
-            await q.touch_package(conn, pkg.id)
     d = stored.digests
-    return await q.insert_package_file(
-        conn, pkg.id, project_id, target.file_name, stored.size,
+    if found.package is None:
+        return await q.insert_file_and_package(
+            conn, project_id, name, version,
+            wanted if wanted is not None else q.STATUS["default"], creator_id,
+            target.file_name, stored.size, d.md5, d.sha1, d.sha256, stored.key,
+        )
+    if duplicate_refused(found, target):
+        raise DuplicateNotAllowed()
+    return await q.insert_file_into_package(
+        conn, found.package.id, project_id, target.file_name, stored.size,
         d.md5, d.sha1, d.sha256, stored.key,
+        new_status=wanted if wanted is not None and wanted != found.package.status else None,
     )
 
 

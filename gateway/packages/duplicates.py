@@ -8,12 +8,12 @@ import functools
 import logging
 from typing import Any
 
-import asyncpg
 import re2
 
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.models import UploadTarget
 from gateway.naming import FileTarget
 
 log = logging.getLogger("gateway.packages")
@@ -90,26 +90,35 @@ def duplicates_allowed(allowed: bool, exception_regex: str, name: str, version: 
     return not match if allowed else match
 
 
-async def duplicate_refused(conn: asyncpg.Connection, project_id: int, package_id: int,
-                             target: FileTarget) -> bool:
-    if not await q.live_file_exists(conn, package_id, target.file_name):
+def duplicate_refused(found: UploadTarget, target: FileTarget) -> bool:
+    """The file is already in the package and the namespace's policy refuses duplicates."""
+    if not found.file_exists:
         return False
-    allowed, exception_regex = await q.duplicate_policy(conn, project_id)
     return not duplicates_allowed(
-        allowed,
-        exception_regex,
+        found.duplicates_allowed,
+        found.duplicate_exception_regex,
         target.package_name,
         target.package_version,
     )
 
 
-async def check_duplicate(db: Database, project_id: int, target: FileTarget) -> None:
-    """The cheap refusal before a byte is streamed; the commit checks again under the lock."""
+async def check_duplicate(db: Database, project_id: int, target: FileTarget, *,
+                          pending: tuple[str, str] | None = None) -> None:
+    """The cheap refusal before a byte is streamed; the commit checks again under the lock.
+
+    ``pending`` (object key, instance): the same round trip records the upload's pending row
+    (the sweeper's guarantee starts before any byte can reach the store); a refusal drops it.
+    """
     async with db.connection() as conn:
-        pkg = await q.find_live_package(
-            conn, project_id, target.package_name, target.package_version
-        )
-        if pkg is not None and await duplicate_refused(conn, project_id, pkg.id, target):
+        name, version, file_name = target.package_name, target.package_version, target.file_name
+        if pending is None:
+            found = await q.upload_target(conn, project_id, name, version, file_name)
+        else:
+            found = await q.upload_target_recording_pending(conn, project_id, name, version,
+                                                            file_name, *pending)
+        if duplicate_refused(found, target):
+            if pending is not None:
+                await q.delete_pending_upload(conn, pending[0])
             raise DuplicateNotAllowed()
 
 
