@@ -37,15 +37,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", default="1,4,16,32",
                    help="concurrent uploads of the sweep ('' to skip)")
     p.add_argument("--sweep-size", default="128MiB", help="file size per upload in the sweep")
-    p.add_argument("--sweep-on", default="null",
-                   help="where the sweep stores: null (discarding store), moto, rclone")
+    p.add_argument("--sweep-on", default="null,rclone",
+                   help="where the sweep stores: null (discarding store), moto, rclone; into "
+                        "an S3 server the same number of direct uploads runs beside it")
+    p.add_argument("--sweep-workers", default="1,2",
+                   help="gateway worker processes of the sweep's steps (gateway serve "
+                        "--workers), each value a sweep of its own")
     p.add_argument("--buffer-budget", default="256MiB",
                    help="GATEWAY_BUFFER_BUDGET of the gateways (default 256MiB)")
     p.add_argument("--download-seconds", type=float, default=10.0,
                    help="length of the redirect load (0 to skip)")
     p.add_argument("--download-clients", type=int, default=64)
     p.add_argument("--download-server", default="moto", choices=SERVERS,
-                   help="S3 server that presigns the redirects (default moto)")
+                   help="S3 server that presigns the redirects and serves the proxied "
+                        "download (default moto)")
+    p.add_argument("--download-workers", type=int, default=2,
+                   help="worker processes of the redirect case's gateway, and of the bare "
+                        "aiohttp app it is compared with (default 2)")
+    p.add_argument("--proxy-size", default="2GiB",
+                   help="file downloaded through GATEWAY_DOWNLOAD_MODE=proxy and straight "
+                        "from S3 with curl ('0' to skip)")
     p.add_argument("--download-rate", type=float, default=3000.0,
                    help="requests a second of the paced redirect load (default 3000)")
     p.add_argument("--metrics-rounds", type=int, default=4,
@@ -78,6 +89,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.server_list = _names(p, "--servers", args.servers, SERVERS)
     args.small_list = _names(p, "--small-on", args.small_on, SERVERS)
     args.small_bytes = parse_size(args.small_size)
+    args.proxy_bytes = parse_size(args.proxy_size) if args.proxy_size not in ("", "0") else 0
+    try:
+        args.sweep_worker_list = [int(n) for n in args.sweep_workers.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--sweep-workers: not a list of numbers: {args.sweep_workers!r}")
+    if any(n < 1 for n in args.sweep_worker_list) or args.download_workers < 1:
+        p.error("worker counts start at 1")
     args.sweep_targets = _names(p, "--sweep-on", args.sweep_on, ("null", *SERVERS))
     try:
         args.sweep_list = [int(n) for n in args.concurrency.split(",") if n.strip()]
@@ -315,38 +333,59 @@ def ceiling_case(args: argparse.Namespace, report: Report, db: h.Database, work:
 
 def sweep_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
                backends: Backends, gw_env: dict[str, str]) -> None:
-    """1, 4, 16, 32 … uploads at once, a fresh gateway process per step."""
+    """1, 4, 16, 32 … uploads at once, a fresh gateway process per step; into an S3 server
+    the same number of direct uploads (a boto3 process each) right before."""
     sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
     for target in args.sweep_targets:
-        for n in args.sweep_list:
-            backend = backends.get(target) if target != "null" else None
-            if backend is not None:
-                backend.fresh()
-            # A fresh process per step, so its peak RSS belongs to that step alone.
-            gw = h.start_gateway(db, work, f"sweep-{target}-{n}", backend=backend,
-                                 extra_env=gw_env)
-            try:
-                wall, statuses, errors = h.concurrent_uploads(
-                    gw, db, sweep_path, n, f"sweep-{target}-{n}")
-                for err in errors[:3]:
-                    log(f"sweep {target} x{n}: an upload failed: {err} "
-                        f"(gateway log: {gw.log_path})")
-                rss = gw.peak_rss()
-            finally:
-                gw.stop()
-            if backend is not None:
-                backend.empty_bucket()
-                backend.rest()
-            failed = sum(1 for s in statuses if s != 201)
-            report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
-            log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "
-                f"{failed} failed, peak RSS {rss / h.MiB:.0f} MiB")
+        for workers in args.sweep_worker_list:
+            for n in args.sweep_list:
+                backend = backends.get(target) if target != "null" else None
+                if backend is not None and workers == args.sweep_worker_list[0]:
+                    backend.fresh()
+                    wall, errors = h.concurrent_direct_uploads(backend, sweep_path, n,
+                                                               f"direct-{n}")
+                    report.add_sweep(target, n, args.sweep_bytes, wall, len(errors), 0,
+                                     side="direct")
+                    log(f"sweep {target} x{n} direct: "
+                        f"{n * args.sweep_bytes / h.MB / wall:.0f} MB/s, {len(errors)} failed")
+                    backend.empty_bucket()
+                sweep_step(args, report, db, work, backend, target, n, workers, sweep_path,
+                           gw_env)
+
+
+def sweep_step(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend | None, target: str, n: int, workers: int,
+               sweep_path: Path, gw_env: dict[str, str]) -> None:
+    if backend is not None:
+        backend.fresh()
+    # A fresh process per step, so its peak RSS belongs to that step alone.
+    label = f"sweep-{target}-{n}-w{workers}"
+    gw = h.start_gateway(db, work, label, backend=backend,
+                         extra_env={**gw_env, "GATEWAY_WORKERS": str(workers)})
+    try:
+        wall, statuses, errors = h.concurrent_uploads(gw, db, sweep_path, n, label)
+        for err in errors[:3]:
+            log(f"sweep {target} x{n}: an upload failed: {err} (gateway log: {gw.log_path})")
+        rss = gw.peak_rss()
+    finally:
+        gw.stop()
+    if backend is not None:
+        backend.empty_bucket()
+        backend.rest()
+    failed = sum(1 for s in statuses if s != 201)
+    report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss, workers=workers)
+    log(f"sweep {target} x{n} ({workers} worker(s)): "
+        f"{n * args.sweep_bytes / h.MB / wall:.0f} MB/s, {failed} failed, peak RSS "
+        f"{rss / h.MiB:.0f} MiB")
 
 
 def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
                    backend: h.Backend, gw_env: dict[str, str]) -> None:
-    """Redirects from ``--download-clients`` clients, as fast as answered and paced."""
-    gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=gw_env)
+    """Redirects from ``--download-clients`` clients, as fast as answered and paced, against
+    a gateway of ``--download-workers`` processes and a bare aiohttp app answering the same
+    302 with as many."""
+    env = {**gw_env, "GATEWAY_WORKERS": str(args.download_workers)}
+    gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=env)
     try:
         small = h.make_file(work / "small.bin", 1024)
         h.gateway_upload(gw, db, small, "small.bin")
@@ -359,14 +398,60 @@ def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, wor
                                 seconds=args.download_seconds, rate=args.download_rate)
         log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
             f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms, {paced.errors} errors")
-        report.downloads = most
-        report.downloads_paced = paced
-        report.download_rate = args.download_rate
-        report.downloads_server = backend.name
-        report.download_clients = args.download_clients
     finally:
         gw.stop()
-        backend.rest()
+    bare = h.start_bare_redirects(args.download_workers)
+    try:
+        ceiling = h.redirect_load(bare.url, "-", clients=args.download_clients,
+                                  seconds=args.download_seconds)
+        log(f"bare aiohttp 302s: {ceiling.per_second:.0f}/s, p99 {ceiling.p99_ms:.1f} ms")
+    finally:
+        bare.stop()
+    report.downloads = most
+    report.downloads_paced = paced
+    report.downloads_bare = ceiling
+    report.download_rate = args.download_rate
+    report.downloads_server = backend.name
+    report.download_clients = args.download_clients
+    report.download_workers = args.download_workers
+    if args.proxy_bytes:
+        proxy_case(args, report, db, work, backend, gw_env)
+    backend.rest()
+
+
+def proxy_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """One big file through ``GATEWAY_DOWNLOAD_MODE=proxy`` and straight from the S3 server
+    (a presigned URL), both with curl, alternating; the gateway's RSS before and at peak."""
+    path = h.make_file(work / ("upload.bin" if args.proxy_bytes == args.size_bytes
+                               else "proxy.bin"), args.proxy_bytes)
+    # Uploaded by a gateway of its own: the serving one's peak RSS is then its downloads'.
+    up = h.start_gateway(db, work, "proxy-upload", backend=backend, extra_env=gw_env)
+    try:
+        h.gateway_upload(up, db, path, "proxy.bin")
+    finally:
+        up.stop()
+    key = backend.client().list_objects_v2(Bucket=h.BUCKET)["Contents"]
+    key = max(key, key=lambda o: o["LastModified"])["Key"]
+    direct_url = h.presigned_get(backend, key)
+    gw = h.start_gateway(db, work, "proxy", backend=backend,
+                         extra_env={**gw_env, "GATEWAY_DOWNLOAD_MODE": "proxy"})
+    try:
+        idle = gw.peak_rss()
+        for r in range(args.rounds):
+            for side in (("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")):
+                if side == "direct":
+                    seconds, size = h.curl_download(direct_url)
+                else:
+                    seconds, size = h.curl_download(h.file_url(gw, db, "proxy.bin"),
+                                                    {"PRIVATE-TOKEN": db.token})
+                report.add_upload(f"proxy-{backend.name}", side, h.Upload(seconds, size))
+                log(f"proxy download round {r + 1} {side}: {size / h.MB / seconds:.0f} MB/s")
+        report.proxy_rss = (idle, gw.peak_rss())
+        report.proxy_server = backend.name
+    finally:
+        gw.stop()
+        backend.empty_bucket()
 
 
 def metrics_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,26 @@ def peak_rss(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("no VmHWM in /proc status")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (``gateway serve --workers`` forks its workers)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _tree_sum(pid: int, measure: Callable[[int], float]) -> float:
+    total = 0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError, RuntimeError):
+            total += measure(p)
+    return total
 
 
 def make_file(path: Path, size: int) -> Path:
@@ -217,10 +237,13 @@ class GatewayProcess:
         return self.proc.pid
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU time of the gateway's processes (its workers too, while they live)."""
+        return _tree_sum(self.pid, cpu_seconds)
 
     def peak_rss(self) -> int:
-        return peak_rss(self.pid)
+        """The peak RSS of the gateway; with workers, the sum of each process's peak (an
+        upper bound of what they held at once)."""
+        return int(_tree_sum(self.pid, peak_rss))
 
     def stored(self) -> list[dict]:
         """The ``upload stored`` log lines written since the last call."""
@@ -385,7 +408,77 @@ def concurrent_uploads(gw: GatewayProcess, db: Database, path: Path, n: int,
     return time.perf_counter() - start, statuses, errors
 
 
+def concurrent_direct_uploads(backend: Backend, path: Path, n: int,
+                              label: str) -> tuple[float, list[str]]:
+    """``n`` direct uploads (boto3 ``upload_file``, a process each) started together; the
+    wall time until the last one ends, and the errors of those that failed."""
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.directput", backend.endpoint, BUCKET,
+             f"{label}-{i}.bin", str(path)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        for i in range(n)
+    ]
+    errors = []
+    for p in procs:
+        _, err = p.communicate(timeout=3600)
+        if p.returncode != 0:
+            errors.append(err.strip()[-300:])
+    return time.perf_counter() - start, errors
+
+
 # --- downloads --------------------------------------------------------------------------------
+
+
+def curl_download(url: str, headers: dict[str, str] | None = None) -> tuple[float, int]:
+    """``curl -o /dev/null`` of ``url`` (no redirect followed); seconds and bytes received."""
+    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{size_download}", url]
+    for k, v in (headers or {}).items():
+        cmd += ["-H", f"{k}: {v}"]
+    start = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    seconds = time.perf_counter() - start
+    status, size = out.stdout.split()
+    if status != "200":
+        raise RuntimeError(f"download of {url.split('?')[0]} answered {status}: {out.stderr}")
+    return seconds, int(size)
+
+
+def presigned_get(backend: Backend, key: str) -> str:
+    return backend.client().generate_presigned_url(
+        "get_object", Params={"Bucket": BUCKET, "Key": key}, ExpiresIn=3600)
+
+
+@dataclass
+class BareApp:
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def start_bare_redirects(workers: int) -> BareApp:
+    """The bare aiohttp app answering the gateway's 302 (benchmarks/bare302.py)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.bare302", str(port),
+                             str(workers)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    app = BareApp(proc, f"http://127.0.0.1:{port}/x")
+    try:
+        wait_for_port("127.0.0.1", port, 30, proc=proc)
+    except BaseException:
+        app.stop()
+        raise
+    return app
 
 
 @dataclass

@@ -14,7 +14,10 @@ from benchmarks.harness import MB, LoadResult, MiB, SmallResult, Upload
 CPU_FACTOR = 1.3
 CEILING_MB_S = 500
 SINGLE_RSS_MIB = 160
-REDIRECTS_PER_S = 3000
+REDIRECTS_PER_S = 5000
+REDIRECTS_VS_BARE = 0.5
+PROXY_VS_DIRECT = 0.9
+SWEEP_VS_DIRECT = 0.7
 REDIRECT_P99_MS = 20
 # Small files (issue: into rclone ≥ 0.5x direct PutObject with p99 < 50 ms; ≥ 10x the OCI
 # registry's rate into moto).
@@ -26,6 +29,10 @@ PEER = "OCI registry"
 
 def _yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.0f} MiB" if n >= MiB else f"{n / 1024:.0f} KiB"
 
 
 def _opt(value: float | None, fmt: str = "{:.2f}") -> str:
@@ -54,14 +61,19 @@ class Report:
     small_clients: int = 0
     peer_missing: bool = False
     round_trips: dict | None = None
+    downloads_bare: LoadResult | None = None
+    download_workers: int = 1
+    proxy_rss: tuple[int, int] | None = None
+    proxy_server: str = ""
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
 
     def add_sweep(self, target: str, n: int, size: int, wall: float, failed: int,
-                  rss: int) -> None:
+                  rss: int, *, side: str = "gateway", workers: int = 1) -> None:
         self.sweep.append({"target": target, "n": n, "mb_s": n * size / MB / wall,
-                           "failed": failed, "rss": rss, "size": size})
+                           "failed": failed, "rss": rss, "size": size, "side": side,
+                           "workers": workers})
 
     def add_small(self, server: str, side: str, res: SmallResult) -> None:
         self.small[(server, side)].append(res)
@@ -186,22 +198,12 @@ class Report:
                 "moves with whatever else runs.",
                 "",
             ]
-        if self.sweep:
-            out += [
-                f"### Concurrent uploads ({self.sweep[0]['size'] / MiB:.0f} MiB each, "
-                f"a fresh gateway process per step, buffer budget {self.budget / MiB:.0f} MiB)",
-                "",
-                "| store | uploads | aggregate MB/s | failed | peak RSS MiB |",
-                "|---|---|---|---|---|",
-            ]
-            for row in self.sweep:
-                out.append(f"| {row['target']} | {row['n']} | {row['mb_s']:.0f} | "
-                           f"{row['failed']} | {row['rss'] / MiB:.0f} |")
-            out.append("")
+        out += self._sweep_table()
+        out += self._proxy_table()
         if self.downloads is not None:
             d, p = self.downloads, self.downloads_paced
             out += [
-                "### Redirect downloads: one gateway process, "
+                f"### Redirect downloads: {self.download_workers} gateway worker(s), "
                 f"{self.downloads_server} presigning, {self.download_clients} clients",
                 "",
                 "| load | answers/s | p50 ms | p99 ms | errors | target | met |",
@@ -209,6 +211,12 @@ class Report:
                 f"| as fast as answered | {d.per_second:.0f} | {d.p50_ms:.1f} | {d.p99_ms:.1f} | "
                 f"{d.errors} | ≥ {REDIRECTS_PER_S}/s | {_yes(d.per_second >= REDIRECTS_PER_S)} |",
             ]
+            if (b := self.downloads_bare) is not None:
+                vs = d.per_second / b.per_second if b.per_second else 0.0
+                out.append(
+                    f"| bare aiohttp app, the same 302, as fast as answered | "
+                    f"{b.per_second:.0f} | {b.p50_ms:.1f} | {b.p99_ms:.1f} | {b.errors} | "
+                    f"gateway ≥ {REDIRECTS_VS_BARE}x: {vs:.2f} | {_yes(vs >= REDIRECTS_VS_BARE)} |")
             if p is not None:
                 met = p.per_second >= 0.97 * self.download_rate and p.p99_ms < REDIRECT_P99_MS
                 out.append(
@@ -293,6 +301,54 @@ class Report:
         out.append("")
         return out
 
+    def _sweep_table(self) -> list[str]:
+        if not self.sweep:
+            return []
+        out = [
+            f"### Concurrent uploads ({_size(self.sweep[0]['size'])} each, "
+            f"a fresh gateway per step, buffer budget {self.budget / MiB:.0f} MiB; direct: "
+            "a boto3 upload_file process each)",
+            "",
+            "| store | uploads | gateway workers | gateway MB/s | direct MB/s | ratio "
+            f"(≥ {SWEEP_VS_DIRECT}) | failed | peak RSS MiB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        direct = {(r["target"], r["n"]): r for r in self.sweep if r["side"] == "direct"}
+        for row in (r for r in self.sweep if r["side"] == "gateway"):
+            d = direct.get((row["target"], row["n"]))
+            ratio = row["mb_s"] / d["mb_s"] if d else None
+            judged = ratio is not None and row["n"] == max(r["n"] for r in self.sweep)
+            failed = row["failed"] + (d["failed"] if d else 0)
+            out.append(
+                f"| {row['target']} | {row['n']} | {row['workers']} | {row['mb_s']:.0f} | "
+                f"{d['mb_s']:.0f} | " if d else
+                f"| {row['target']} | {row['n']} | {row['workers']} | {row['mb_s']:.0f} | - | ")
+            out[-1] += (f"{_opt(ratio)}{' ' + _yes(ratio >= SWEEP_VS_DIRECT) if judged else ''}"
+                        f" | {failed} | {row['rss'] / MiB:.0f} |")
+        out += ["", "With several workers the peak RSS is the sum of each process's peak.", ""]
+        return out
+
+    def _proxy_table(self) -> list[str]:
+        key = f"proxy-{self.proxy_server}"
+        if (key, "gateway") not in self.uploads:
+            return []
+        g, d = self._rates(key, "gateway"), self._rates(key, "direct")
+        ratio = max(g) / max(d)
+        size = self.uploads[(key, "gateway")][0].size
+        idle, peak = self.proxy_rss or (0, 0)
+        return [
+            f"### Proxy downloads: {_size(size)} through GATEWAY_DOWNLOAD_MODE=proxy "
+            f"against a presigned GET from {self.proxy_server}, both with curl",
+            "",
+            "| direct MB/s best / median | gateway MB/s best / median | ratio | target | met "
+            "| gateway RSS MiB before / peak |",
+            "|---|---|---|---|---|---|",
+            f"| {max(d):.0f} / {statistics.median(d):.0f} | {max(g):.0f} / "
+            f"{statistics.median(g):.0f} | {ratio:.2f} | ≥ {PROXY_VS_DIRECT} | "
+            f"{_yes(ratio >= PROXY_VS_DIRECT)} | {idle / MiB:.0f} / {peak / MiB:.0f} |",
+            "",
+        ]
+
     def _round_trips(self) -> list[str]:
         out: list[str] = []
         if (rt := self.round_trips) is not None:
@@ -352,10 +408,12 @@ class Report:
             ax.legend(fontsize=7)
 
     def _plot_sweep(self, ax: Any) -> None:
-        for target in sorted({r["target"] for r in self.sweep}):
-            rows = [r for r in self.sweep if r["target"] == target]
-            ax.plot([r["n"] for r in rows], [r["mb_s"] for r in rows], marker="o",
-                    label=f"gateway → {target}")
+        for key in sorted({(r["target"], r["side"], r["workers"]) for r in self.sweep}):
+            target, side, workers = key
+            rows = [r for r in self.sweep if (r["target"], r["side"], r["workers"]) == key]
+            label = (f"gateway ({workers} worker{'s' if workers > 1 else ''}) → {target}"
+                     if side == "gateway" else f"direct → {target}")
+            ax.plot([r["n"] for r in rows], [r["mb_s"] for r in rows], marker="o", label=label)
         ns = sorted({r["n"] for r in self.sweep})
         if ns:
             ax.set_xscale("log", base=2)

@@ -36,17 +36,20 @@ def _bench(tmp_path: Path, *options: str) -> str:
 def test_every_case_runs_to_the_end_at_tiny_sizes(tmp_path: Path) -> None:
     # rclone rests between cases: the redirect case it presigns must start it again itself.
     text = _bench(tmp_path, "--servers", "rclone,moto", "--concurrency", "2", "--sweep-size",
-                  "256KiB", "--sweep-on", "null", "--download-server", "rclone",
-                  "--download-seconds", "0.3", "--download-clients", "2", "--download-rate",
-                  "20", "--metrics-rounds", "2", "--small-seconds", "0.3", "--small-rounds", "1",
+                  "256KiB", "--sweep-on", "rclone", "--sweep-workers", "1,2",
+                  "--download-server", "rclone", "--download-seconds", "0.3",
+                  "--download-clients", "2", "--download-rate", "20", "--proxy-size", "1MiB",
+                  "--metrics-rounds", "2", "--small-seconds", "0.3", "--small-rounds", "1",
                   "--small-clients", "2", "--small-on", "moto", "--count-uploads", "2")
     for heading in ("### Uploads: gateway against direct", "### The gateway's own ceiling",
                     "### Metrics on and off", "### Concurrent uploads",
                     "### Small files: 4 KiB uploads, 2 clients",
-                    "### Redirect downloads: one gateway process, rclone presigning"):
+                    "### Redirect downloads: 2 gateway worker(s), rclone presigning",
+                    "| bare aiohttp app, the same 302", "### Proxy downloads: 1 MiB"):
         assert heading in text
     assert "PostgreSQL round trips** (each Sync or simple Query) and S3 requests: PutObject 1.00" \
         in text
+    assert "| rclone | 2 | 2 |" in text  # the sweep with --workers 2, beside direct uploads
     if PEER:
         assert "| moto | OCI registry blob push |" in text
         assert "| 1 MiB, MB/s best (curl; direct: boto3) |" in text
