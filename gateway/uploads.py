@@ -335,6 +335,7 @@ class _Upload:
             # A known length gets buffers no larger than what is still to come.
             want = min(want, self.size - self.total)
         if self.number > 0 and (want == 0 or self.ended):
+            # A known length ends exactly at a part boundary: nothing more to read.
             return None
         part = await self.reader.part(want)
         self.held[id(part)] = part
@@ -342,6 +343,10 @@ class _Upload:
         if self.limits.max_file_size > 0 and self.total >= self.limits.max_file_size:
             raise FileTooLarge()
         if not part.view and self.number > 0:
+            # Part boundary of a body of unknown length (chunked): the last part was full and
+            # the end came after it, so this read found nothing: the parts already sent are
+            # the whole object, and no empty part is sent after them. An empty *first* part
+            # is a body of length 0: it goes on, as one empty PutObject.
             self._give_back(part)
             return None
         self.number += 1
