@@ -22,7 +22,7 @@ from benchmarks import harness as h
 from benchmarks import peer
 from benchmarks.counting import counting_proxies
 from benchmarks.report import Report
-from gateway.config import parse_size
+from gateway.config import Settings, parse_size
 
 TARGETS = {"moto": 0.9, "rclone": 0.7}
 SERVERS = ("moto", "rclone")
@@ -160,6 +160,8 @@ def run(args: argparse.Namespace) -> Report:
                     budget=args.budget_bytes, command=" ".join(["python -m benchmarks",
                                                                 *sys.argv[1:]]))
     report.small_size, report.small_clients = args.small_bytes, args.small_clients
+    # The gateways run with the default part size (the harness passes no GATEWAY_PART_SIZE).
+    report.part_size = Settings.__dataclass_fields__["part_size"].default
     gw_env = {"GATEWAY_BUFFER_BUDGET": str(args.budget_bytes)}
     if args.metrics_off:
         gw_env["GATEWAY_METRICS"] = "false"
@@ -199,6 +201,10 @@ def run(args: argparse.Namespace) -> Report:
             sweep_case(args, report, db, work, backends, gw_env)
         if args.download_seconds > 0:
             downloads_case(args, report, db, work, backends.get(args.download_server), gw_env)
+        if args.proxy_bytes:
+            backend = backends.get(args.download_server)
+            proxy_case(args, report, db, work, backend, gw_env)
+            backend.rest()
     return report
 
 
@@ -414,8 +420,6 @@ def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, wor
     report.downloads_server = backend.name
     report.download_clients = args.download_clients
     report.download_workers = args.download_workers
-    if args.proxy_bytes:
-        proxy_case(args, report, db, work, backend, gw_env)
     backend.rest()
 
 

@@ -94,7 +94,11 @@ async def test_one_byte_file_round_trips(client, world: World) -> None:
     assert resp.status == 302
 
 
-@pytest.mark.parametrize("size", [8 * MiB - 1, 8 * MiB, 8 * MiB + 1, 3 * 8 * MiB + 5])
+# The default GATEWAY_PART_SIZE (the fixture's settings keep it).
+PART = 16 * MiB
+
+
+@pytest.mark.parametrize("size", [PART - 1, PART, PART + 1, 3 * PART + 5])
 async def test_sizes_around_part_boundaries_keep_their_digests(client, world: World, s3,
                                                                settings, size: int) -> None:
     body = os.urandom(size)

@@ -56,7 +56,8 @@ async def sample_rss(proc: psutil.Process, peak: list[int], stop: asyncio.Event)
 async def test_small_and_large_uploads_complete_beside_64_trickling_uploads(
     settings: Settings, tmp_path: Path, world: World
 ) -> None:
-    gw = start_gateway(settings, tmp_path, GATEWAY_BUFFER_BUDGET=str(BUDGET))
+    gw = start_gateway(settings, tmp_path, GATEWAY_BUFFER_BUDGET=str(BUDGET),
+                       GATEWAY_PART_SIZE=str(PART))
     proc = psutil.Process(gw.proc.pid)
     stop = asyncio.Event()
     tasks: list[asyncio.Task] = []
