@@ -449,7 +449,7 @@ def proxy_case(args: argparse.Namespace, report: Report, db: h.Database, work: P
                 else:
                     seconds, size = h.curl_download(h.file_url(gw, db, "proxy.bin"),
                                                     {"PRIVATE-TOKEN": db.token})
-                report.add_upload(f"proxy-{backend.name}", side, h.Upload(seconds, size))
+                report.proxy[side].append(h.Upload(seconds, size))
                 log(f"proxy download round {r + 1} {side}: {size / h.MB / seconds:.0f} MB/s")
         report.proxy_rss = (idle, gw.peak_rss())
         report.proxy_server = backend.name

@@ -410,17 +410,26 @@ def concurrent_uploads(gw: GatewayProcess, db: Database, path: Path, n: int,
 
 def concurrent_direct_uploads(backend: Backend, path: Path, n: int,
                               label: str) -> tuple[float, list[str]]:
-    """``n`` direct uploads (boto3 ``upload_file``, a process each) started together; the
-    wall time until the last one ends, and the errors of those that failed."""
+    """``n`` direct uploads (boto3 ``upload_file``, a process each) started together once all
+    are ready; the wall time until the last one ends, and the errors of those that failed."""
     env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
-    start = time.perf_counter()
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.directput", backend.endpoint, BUCKET,
              f"{label}-{i}.bin", str(path)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
         for i in range(n)
     ]
+    for p in procs:
+        assert p.stdout is not None
+        p.stdout.readline()  # "ready" (or nothing: it failed, as communicate will show)
+    start = time.perf_counter()
+    for p in procs:
+        assert p.stdin is not None
+        with contextlib.suppress(OSError):
+            p.stdin.write("go\n")
+            p.stdin.flush()
     errors = []
     for p in procs:
         _, err = p.communicate(timeout=3600)

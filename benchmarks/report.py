@@ -72,6 +72,7 @@ class Report:
     proxy_rss: tuple[int, int] | None = None
     proxy_server: str = ""
     part_size: int = 16 * MiB
+    proxy: dict[str, list[Upload]] = field(default_factory=lambda: defaultdict(list))
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
@@ -341,12 +342,12 @@ class Report:
         return out
 
     def _proxy_table(self) -> list[str]:
-        key = f"proxy-{self.proxy_server}"
-        if (key, "gateway") not in self.uploads:
+        if not self.proxy.get("gateway") or not self.proxy.get("direct"):
             return []
-        g, d = self._rates(key, "gateway"), self._rates(key, "direct")
+        g = [u.mb_per_s for u in self.proxy["gateway"]]
+        d = [u.mb_per_s for u in self.proxy["direct"]]
         ratio = max(g) / max(d)
-        size = self.uploads[(key, "gateway")][0].size
+        size = self.proxy["gateway"][0].size
         idle, peak = self.proxy_rss or (0, 0)
         return [
             f"### Proxy downloads: {_size(size)} through GATEWAY_DOWNLOAD_MODE=proxy "
