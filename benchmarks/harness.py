@@ -430,12 +430,16 @@ def concurrent_direct_uploads(backend: Backend, path: Path, n: int,
         with contextlib.suppress(OSError):
             p.stdin.write("go\n")
             p.stdin.flush()
+    for p in procs:
+        assert p.stdout is not None
+        p.stdout.readline()  # "done": the last one read marks the end (not the exits)
+    wall = time.perf_counter() - start
     errors = []
     for p in procs:
         _, err = p.communicate(timeout=3600)
         if p.returncode != 0:
             errors.append(err.strip()[-300:])
-    return time.perf_counter() - start, errors
+    return wall, errors
 
 
 # --- downloads --------------------------------------------------------------------------------
