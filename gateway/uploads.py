@@ -535,6 +535,16 @@ class UploadContext:
     stats: UploadStats = field(default_factory=UploadStats)
 
 
+async def forget_pending(ctx: UploadContext, key: str) -> None:
+    """Drop the pending row of an upload that never began (its client left before the body
+    was asked for): nothing reached the store. If this fails too, the sweeper drops it."""
+    try:
+        async with ctx.db.connection() as conn:
+            await q.delete_pending_upload(conn, key)
+    except Exception as exc:
+        log.warning("could not drop the pending row of %s, the sweeper will: %s", key, exc)
+
+
 async def receive(
     ctx: UploadContext, body: BodyStream, key: str, *, project_id: int, size: int | None,
     pending_recorded: bool = False,

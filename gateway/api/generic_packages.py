@@ -184,7 +184,11 @@ async def put_file(request: web.Request) -> web.Response:
     await duplicates.check_duplicate(app[keys.db], access.project_id, target,
                                      pending=(key, ctx.instance))
 
-    await _send_continue(request)
+    try:
+        await _send_continue(request)
+    except BaseException:
+        await uploads.forget_pending(ctx, key)
+        raise
     started = time.monotonic()
     async with RequestBody(request) as body:
         stored = await uploads.receive(
