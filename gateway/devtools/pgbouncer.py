@@ -72,6 +72,9 @@ admin_users = postgres
 pool_mode = transaction
 default_pool_size = {self.pool_size}
 max_client_conn = 1000
+; After a failed server login PgBouncer refuses every client for this long (default 15 s):
+; PostgreSQL back from a restart must mean the gateways are back within a second.
+server_login_retry = 1
 ; asyncpg sends no other start-up parameters when told it is behind PgBouncer.
 ignore_startup_parameters = extra_float_digits
 """
