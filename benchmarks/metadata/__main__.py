@@ -76,6 +76,7 @@ class Run:
         self.results: list[ops.Result] = []
         self.targets: dict[str, tuple[str, bool | None]] = {}
         self.plan_text: dict[str, str] = {}
+        self.sizes: list[tuple] = []
 
     def judge(self, result: ops.Result, target: str, met: bool | None) -> None:
         self.results.append(result)
@@ -92,90 +93,118 @@ class Run:
         self.judge(deep, f"p99 ≤ first page's ({first.p99:.1f} ms) + 20%", ok)
 
 
+# Statements are counted on requests of their own, after the timed rounds.
+COUNTED = 20
+
+
 async def measure_http(run: Run, gw_url: str, conn: asyncpg.Connection) -> None:
+    """Every read and delete, one request of each in turn per round, so that the load of a
+    shared machine falls on all of them alike; then the concurrent uploads."""
     f, n = run.f, run.args.requests
     counter = ops.Statements(conn)
     counting = await counter.available()
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         http = ops.Http(session, gw_url, f.token)
-
-        async def measure(name: str, one, concurrency: int = 1, count: int = n) -> ops.Result:
-            await one(-1)  # warm: token cache, prepared statements
-            if counting:
+        specs, judges = await _read_specs(run, http, conn, n + COUNTED + 1)
+        for _, one in specs:
+            await one(-1)  # warm: token cache, prepared statements, connections
+        results = await ops.interleaved(specs, n)
+        if counting:
+            for name, one in specs:
                 await counter.reset()
-            result = await ops.timed(name, count, concurrency, one)
-            if counting:
-                result.statements = await counter.calls() / max(1, count)
-            return result
-
-        files = await ops.sample_files(conn, n + 1)
-        pkgs = f"/api/v4/projects/{f.big_project_id}/packages"
-        normal = f"/api/v4/projects/{f.normal_project_id}/packages"
-        group = f"/api/v4/groups/{f.big_group_id}/packages"
-        files_url = f"{pkgs}/{f.big_package_id}/package_files"
-
-        def get(path: str, status: int = 302):
-            return http.expect("GET", path, status)
-
-        run.under(await measure("download lookup (302 redirect)", _each(http, "GET", files,
-                                                                       302)), LOOKUP_MS)
-        run.under(await measure("HEAD", _each(http, "HEAD", files, 200)), LOOKUP_MS)
-        first = await measure("project list, first page (big project)", get(pkgs, 200))
-        run.under(first, FIRST_PAGE_MS)
-        run.under(await measure("project list, first page (normal project)",
-                                get(normal, 200)), FIRST_PAGE_MS)
-        big_total = await conn.fetchval(
-            "SELECT count(*) FROM packages WHERE project_id = $1", f.big_project_id)
-        deep_page = max(1, min(math.ceil(big_total / 20), 50_000 // 20))
-        run.not_slower(await measure(f"project list, offset page {deep_page} (big project)",
-                                     get(f"{pkgs}?page={deep_page}", 200)), first)
-        deep_id = await conn.fetchval(
-            "SELECT id FROM packages WHERE project_id = $1 ORDER BY id DESC OFFSET 30 LIMIT 1",
-            f.big_project_id)
-        keyset = "pagination=keyset&order_by=id&sort=asc"
-        run.under(await measure("project list, keyset first page (big project)",
-                                get(f"{pkgs}?{keyset}", 200)), FIRST_PAGE_MS)
-        run.not_slower(await measure("project list, keyset page at the end (big project)",
-                                     get(f"{pkgs}?{keyset}&id_after={deep_id}", 200)),
-                       first)
-        gfirst = await measure("group list, first page (group of a big project)",
-                               get(group, 200))
-        run.under(gfirst, FIRST_PAGE_MS)
-        run.under(await measure("group list, first page (normal group)",
-                                get(f"/api/v4/groups/{f.normal_group_id}/packages", 200)),
-                  FIRST_PAGE_MS)
-        run.not_slower(await measure("group list, keyset page at the end",
-                                     get(f"{group}?{keyset}&id_after={deep_id}", 200)),
-                       gfirst)
-        ffirst = await measure("package files, first page (20,000-file package)",
-                               get(files_url, 200))
-        run.under(ffirst, FIRST_PAGE_MS)
-        last = max(1, math.ceil(f.sizes.big_package_files / 20))
-        run.not_slower(await measure(f"package files, offset page {last}",
-                                     get(f"{files_url}?page={last}", 200)), ffirst)
-        fdeep = await conn.fetchval(
-            "SELECT id FROM package_files WHERE package_id = $1 ORDER BY id DESC OFFSET 30 "
-            "LIMIT 1", f.big_package_id)
-        run.not_slower(await measure("package files, keyset page at the end", get(
-            f"{files_url}?pagination=keyset&sort=asc&id_after={fdeep}", 200)), ffirst)
-        dup = await conn.fetchrow("""
-            SELECT p.project_id, p.name, p.version, pf.file_name FROM packages p
-            JOIN package_files pf ON pf.package_id = p.id WHERE p.project_id = $1 LIMIT 1
-        """, f.duplicate_project_id)
-        dup_path = ops.file_path(dup["project_id"], dup["name"], dup["version"],
-                                 dup["file_name"])
-        run.judge(await measure("duplicate check (refused upload, 400)",
-                                http.expect("PUT", dup_path, 400, b"x" * 1024)), "—", None)
-        doomed = [(r["project_id"], r["id"]) for r in await conn.fetch(
-            "SELECT id, project_id FROM packages WHERE id = ANY($1::bigint[])",
-            await ops.deletable_packages(conn, f, n + 1))]
-        run.judge(await measure("delete package (204)", _deletes(http, doomed)), "—", None)
+                for i in range(COUNTED):
+                    await one(n + i)
+                calls, ms = await counter.calls()
+                results[name].statements = calls / COUNTED
+                results[name].db_ms = ms / COUNTED
+        for name, _ in specs:
+            judges[name](results[name], results)
         uploads = [ops.file_path(f.big_project_id, "bench-put", f"1.{i // 4}", f"f{i % 4}.bin")
                    for i in range(-1, n)]
-        run.judge(await measure(f"upload PUT, 1 KiB, {run.args.concurrency} at once (HTTP)",
-                                _each(http, "PUT", uploads, 201, b"u" * 1024, offset=1),
-                                concurrency=run.args.concurrency), "—", None)
+        put = _each(http, "PUT", uploads, 201, b"u" * 1024, offset=1)
+        await put(-1)
+        if counting:
+            await counter.reset()
+        result = await ops.timed(f"upload PUT, 1 KiB, {run.args.concurrency} at once (HTTP)",
+                                 n, run.args.concurrency, put)
+        if counting:
+            calls, ms = await counter.calls()
+            result.statements, result.db_ms = calls / n, ms / n
+        run.judge(result, "—", None)
+
+
+async def _read_specs(run: Run, http: ops.Http, conn: asyncpg.Connection, count: int):
+    """The measured requests (name, one request) and how each is judged."""
+    f = run.f
+    files = await ops.sample_files(conn, count)
+    pkgs = f"/api/v4/projects/{f.big_project_id}/packages"
+    group = f"/api/v4/groups/{f.big_group_id}/packages"
+    files_url = f"{pkgs}/{f.big_package_id}/package_files"
+    keyset = "pagination=keyset&order_by=id&sort=asc"
+    big_total = await conn.fetchval(
+        "SELECT count(*) FROM packages WHERE project_id = $1", f.big_project_id)
+    deep_page = max(1, min(math.ceil(big_total / 20), 50_000 // 20))
+    deep_id = await conn.fetchval(
+        "SELECT id FROM packages WHERE project_id = $1 ORDER BY id DESC OFFSET 30 LIMIT 1",
+        f.big_project_id)
+    last_files = max(1, math.ceil(f.sizes.big_package_files / 20))
+    file_deep = await conn.fetchval(
+        "SELECT id FROM package_files WHERE package_id = $1 ORDER BY id DESC OFFSET 30 "
+        "LIMIT 1", f.big_package_id)
+    dup = await conn.fetchrow("""
+        SELECT p.project_id, p.name, p.version, pf.file_name FROM packages p
+        JOIN package_files pf ON pf.package_id = p.id WHERE p.project_id = $1 LIMIT 1
+    """, f.duplicate_project_id)
+    doomed = [(r["project_id"], r["id"]) for r in await conn.fetch(
+        "SELECT id, project_id FROM packages WHERE id = ANY($1::bigint[]) ORDER BY id",
+        await ops.deletable_packages(conn, f, count + 1))]
+
+    def get(path: str):
+        return http.expect("GET", path, 200)
+
+    def under(limit: float):
+        return lambda r, _: run.under(r, limit)
+
+    def like(first: str):
+        return lambda r, results: run.not_slower(r, results[first])
+
+    def info(r: ops.Result, _: object) -> None:
+        run.judge(r, "—", None)
+
+    big_first = "project list, first page (big project)"
+    group_first = "group list, first page (group of a big project)"
+    files_first = "package files, first page (20,000-file package)"
+    table = [
+        ("baseline: GET /-/health (HTTP, no database)",
+         http.expect("GET", "/-/health", 200), info),
+        ("download lookup (302 redirect)", _each(http, "GET", files, 302), under(LOOKUP_MS)),
+        ("HEAD", _each(http, "HEAD", files, 200), under(LOOKUP_MS)),
+        (big_first, get(pkgs), under(FIRST_PAGE_MS)),
+        ("project list, first page (normal project)",
+         get(f"/api/v4/projects/{f.normal_project_id}/packages"), under(FIRST_PAGE_MS)),
+        (f"project list, offset page {deep_page} (big project)", get(f"{pkgs}?page={deep_page}"),
+         like(big_first)),
+        ("project list, keyset first page (big project)", get(f"{pkgs}?{keyset}"),
+         under(FIRST_PAGE_MS)),
+        ("project list, keyset page at the end (big project)",
+         get(f"{pkgs}?{keyset}&id_after={deep_id}"), like(big_first)),
+        (group_first, get(group), under(FIRST_PAGE_MS)),
+        ("group list, first page (normal group)",
+         get(f"/api/v4/groups/{f.normal_group_id}/packages"), under(FIRST_PAGE_MS)),
+        ("group list, keyset page at the end", get(f"{group}?{keyset}&id_after={deep_id}"),
+         like(group_first)),
+        (files_first, get(files_url), under(FIRST_PAGE_MS)),
+        (f"package files, offset page {last_files}", get(f"{files_url}?page={last_files}"),
+         like(files_first)),
+        ("package files, keyset page at the end",
+         get(f"{files_url}?pagination=keyset&sort=asc&id_after={file_deep}"), like(files_first)),
+        ("duplicate check (refused upload, 400)",
+         http.expect("PUT", ops.file_path(dup["project_id"], dup["name"], dup["version"],
+                                          dup["file_name"]), 400, b"x" * 1024), info),
+        ("delete package (204)", _deletes(http, doomed), info),
+    ]
+    return [(name, one) for name, one, _ in table], {name: judge for name, _, judge in table}
 
 
 def _each(http: ops.Http, method: str, paths: list[str], status: int,
@@ -224,19 +253,28 @@ def report(run: Run, machine: str, fill_seconds: float) -> str:
         "moto for presigning; requests one at a time unless said otherwise, as a Maintainer "
         "of every group (not an administrator).",
         "",
-        "| operation | n | errors | at once | p50 ms | p99 ms | statements | target | met |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| operation | n | errors | at once | p50 ms | p99 ms | statements | DB ms | target "
+        "| met |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in run.results:
         target, met = run.targets[r.name]
         verdict = "—" if met is None else ("yes" if met else "**not met**")
         stmts = "—" if r.statements is None else f"{r.statements:.1f}"
+        db_ms = "—" if r.db_ms is None else f"{r.db_ms:.2f}"
         lines.append(f"| {r.name} | {len(r.latencies)} | {len(r.errors)} | {r.concurrency} | "
                      f"{r.p50:.2f} | "
-                     f"{r.p99:.2f} | {stmts} | {target} | {verdict} |")
+                     f"{r.p99:.2f} | {stmts} | {db_ms} | {target} | {verdict} |")
     slow = [r for r in run.results if run.targets[r.name][1] is False]
-    lines += ["", "Statements: pg_stat_statements' calls per operation (each one a round trip; "
-              "BEGIN and COMMIT included).", ""]
+    lines += ["", "Statements: pg_stat_statements' calls per operation, each one a round trip "
+              "(BEGIN and COMMIT included); DB ms: their execution time in PostgreSQL, summed "
+              "per operation.", "", "| table | rows | heap MiB | indexes MiB | bytes per row |",
+              "|---|---|---|---|---|"]
+    for table, rows, heap, index in run.sizes:
+        per_row = (heap + index) / rows if rows > 0 else float("nan")
+        lines.append(f"| {table} | {rows:,} | {heap / 2**20:,.0f} | {index / 2**20:,.0f} | "
+                     f"{per_row:,.0f} |")
+    lines.append("")
     lines += ["#### Query plans", "", "```"]
     wanted = {"download lookup", "sweeper scan", "deletion worker claim"}
     wanted |= {name for name in run.plan_text if any(
@@ -271,14 +309,18 @@ async def run_async(args: argparse.Namespace, work: Path, stack: ExitStack) -> s
         filled = await fill(conn, sizes, log)
         log(f"filled in {filled.seconds:.0f} s")
         run = Run(args, url, filled)
+        run.sizes = await ops.table_sizes(conn, (*plans.BIG_TABLES, "projects", "namespaces"))
         # The scans first, while the due rows are there; then they are put off, so the
         # gateway's own worker does not spend the run deleting a million absent objects.
         for result in await ops.measure_scans(conn, args.requests):
-            run.judge(result, "only due rows read (plan)", None)
+            run.judge(result, "—" if result.name.startswith("baseline") else
+                      "only due rows read (plan)", None)
         await collect_plans(run, conn)
         await conn.execute("UPDATE object_deletions SET next_attempt_at = now() + interval "
                            "'1 day' WHERE next_attempt_at <= now()")
         settings = Settings(database_url=url, s3_bucket=h.BUCKET, instance_id="bench")
+        run.judge(await ops.measure_transaction_baseline(settings, args.requests,
+                                                         args.concurrency), "—", None)
         run.under(await ops.measure_commits(settings, filled, args.requests, args.concurrency),
                   COMMIT_MS)
         backend = h.start_backend("moto", work, rclone_buffer_limit=0)

@@ -32,6 +32,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     concurrency: int = 1
     statements: float | None = None  # per operation, from pg_stat_statements
+    db_ms: float | None = None  # PostgreSQL's execution time per operation, all statements
     errors: list[str] = field(default_factory=list)
 
     def quantile(self, share: float) -> float:
@@ -71,6 +72,22 @@ async def timed(name: str, count: int, concurrency: int,
     return result
 
 
+async def interleaved(specs: list[tuple[str, Callable[[int], Awaitable[str | None]]]],
+                      rounds: int) -> dict[str, Result]:
+    """``rounds`` rounds of one call of each spec in turn, one at a time."""
+    results = {name: Result(name) for name, _ in specs}
+    for i in range(rounds):
+        for name, one in specs:
+            start = time.perf_counter()
+            error = await one(i)
+            elapsed = time.perf_counter() - start
+            if error is None:
+                results[name].latencies.append(elapsed)
+            else:
+                results[name].errors.append(error)
+    return results
+
+
 class Statements:
     """Statements the gateway runs per operation: pg_stat_statements' calls, reset before."""
 
@@ -88,12 +105,15 @@ class Statements:
     async def reset(self) -> None:
         await self.conn.execute("SELECT pg_stat_statements_reset()")
 
-    async def calls(self) -> int:
-        return await self.conn.fetchval("""
-            SELECT coalesce(sum(calls), 0) FROM pg_stat_statements
+    async def calls(self) -> tuple[int, float]:
+        """Statements run since the reset, and their execution time in ms, together."""
+        row = await self.conn.fetchrow("""
+            SELECT coalesce(sum(calls), 0) AS calls, coalesce(sum(total_exec_time), 0) AS ms
+            FROM pg_stat_statements
             WHERE query NOT ILIKE '%pg_stat_statements%'
               AND dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
         """)
+        return row["calls"], row["ms"]
 
 
 @dataclass
@@ -120,6 +140,15 @@ class Http:
 
 def file_path(project_id: int, name: str, version: str, file_name: str) -> str:
     return f"/api/v4/projects/{project_id}/packages/generic/{name}/{version}/{file_name}"
+
+
+async def table_sizes(conn: asyncpg.Connection, tables: tuple[str, ...]) -> list[tuple]:
+    """(table, rows, heap bytes, index bytes) of each table, after the fill."""
+    return [tuple(r) for r in await conn.fetch("""
+        SELECT c.relname, c.reltuples::bigint, pg_table_size(c.oid), pg_indexes_size(c.oid)
+        FROM pg_class c WHERE c.relname = ANY($1::text[]) AND c.relkind = 'r'
+        ORDER BY pg_total_relation_size(c.oid) DESC
+    """, list(tables))]
 
 
 async def sample_files(conn: asyncpg.Connection, count: int) -> list[str]:
@@ -151,23 +180,41 @@ async def measure_commits(settings: Settings, f: Filled, count: int,
     run = uuid.uuid4().hex[:8]
     async with Database.open(settings.with_overrides(db_pool_max=concurrency)) as db:
         async def one(i: int) -> str | None:
-            key = f"packages/bench/{run}-{i}"
+            key = f"packages/bench/{run}-{i}-{uuid.uuid4().hex[:6]}"
             async with db.connection() as conn:
                 await q.insert_pending_upload(conn, key, "bench", f.big_project_id)
             stored = StoredObject(key, 1024, Digests("0" * 32, "0" * 40, "0" * 64))
             start = time.perf_counter()
             # A new version every 4 files: both the create and the add-to paths are taken.
-            target = FileTarget(f"commit-{run}", f"1.{i // 4}", f"file-{i % 4}.bin")
+            target = FileTarget(f"commit-{run}", f"1.{i // 4}", f"file-{i % 4}-{key[-6:]}.bin")
             await commit_file(db, store, f.big_project_id, target, stored, status=None,
                               creator_id=f.user_id)
             latencies.append(time.perf_counter() - start)
             return None
 
         latencies: list[float] = []
+        await timed("warm", concurrency, concurrency, one)  # every connection made
+        latencies.clear()
         result = await timed("upload commit (in the gateway's service)", count, concurrency,
                              one)
     result.latencies = latencies
     return result
+
+
+async def measure_transaction_baseline(settings: Settings, count: int, concurrency: int,
+                                       statements: int = 6) -> Result:
+    """The floor under the commit: a transaction of ``statements`` trivial statements, with the
+    same concurrency and pool, on the same machine at the same time."""
+    async with Database.open(settings.with_overrides(db_pool_max=concurrency)) as db:
+        async def one(_: int) -> str | None:
+            async with db.transaction() as conn:
+                for _ in range(statements):
+                    await conn.fetchval("SELECT 1")
+            return None
+
+        await timed("warm", concurrency, concurrency, one)
+        return await timed(f"baseline: BEGIN, {statements} x SELECT 1, COMMIT", count,
+                           concurrency, one)
 
 
 async def measure_scans(conn: asyncpg.Connection, count: int) -> list[Result]:
@@ -185,5 +232,10 @@ async def measure_scans(conn: asyncpg.Connection, count: int) -> list[Result]:
             await tx.rollback()
         return None
 
-    return [await timed("sweeper scan (stale pending uploads)", count, 1, sweep),
+    async def select_one(_: int) -> str | None:
+        await conn.fetchval("SELECT 1")
+        return None
+
+    return [await timed("baseline: SELECT 1 (one round trip)", count, 1, select_one),
+            await timed("sweeper scan (stale pending uploads)", count, 1, sweep),
             await timed("deletion worker claim (due entries)", count, 1, claim)]

@@ -130,8 +130,9 @@ def sequential_scans(plan_json: str, tables: tuple[str, ...] = BIG_TABLES) -> li
 
 
 def touches_only_due_rows(plan_json: str, table: str) -> bool:
-    """True when every scan of ``table`` goes through an index and no row read was thrown
-    away by a filter: the scan reads the due rows and nothing else."""
+    """True when every scan of ``table`` goes through an index (directly or as a bitmap) and no
+    row read was thrown away by a filter: the scan reads the due rows and nothing else."""
     found = [s for s in scans(plan_json) if s.relation == table]
     return bool(found) and all(
-        s.node in ("Index Scan", "Index Only Scan") and s.rows_removed == 0 for s in found)
+        s.node in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan") and s.rows_removed == 0
+        for s in found)
