@@ -286,3 +286,17 @@ class PackageVersion(_FromRow):
     id: int
     version: str
     created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionRule(_FromRow):
+    """A package protection rule (GitLab's ``Packages::Protection::Rule``)."""
+
+    id: int
+    project_id: int
+    package_name_pattern: str
+    package_type: int
+    minimum_access_level_for_push: int | None = None
+    minimum_access_level_for_delete: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None

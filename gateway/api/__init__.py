@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.api import (
+    features,
     generic_packages,
     groups,
     health,
@@ -14,6 +15,7 @@ from gateway.api import (
     package_settings,
     project_packages,
     projects,
+    protection_rules,
     tokens,
     users,
 )
@@ -55,6 +57,15 @@ def setup_routes(app: web.Application) -> None:
     # A group's duplicate policy: administrator or the group's Maintainer+.
     r.add_get("/api/v4/groups/{id}/packages/settings", package_settings.get_settings)
     r.add_put("/api/v4/groups/{id}/packages/settings", package_settings.put_settings)
+    # Package protection rules (GitLab's REST API): the project's Maintainer+.
+    rules = _PACKAGES + "/protection/rules"
+    r.add_get(rules, protection_rules.list_rules)
+    r.add_post(rules, protection_rules.create_rule)
+    r.add_patch(rules + "/{package_protection_rule_id}", protection_rules.update_rule)
+    r.add_delete(rules + "/{package_protection_rule_id}", protection_rules.delete_rule)
+    # Feature flags: accepted from administrators for compatibility, nothing to switch.
+    # python-gitlab asks for /features//:name (its path ends in a slash); GitLab takes both.
+    r.add_post("/api/v4/features{sep:/+}{name}", features.set_feature)
     _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -25,6 +26,11 @@ from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
 log = logging.getLogger("gateway.packages")
+
+
+# Governance's checks (protection rules, quotas), run inside the commit's transaction under the
+# version's lock: (conn, project_id, target, size); raising refuses the commit.
+CommitChecks = Callable[[asyncpg.Connection, int, FileTarget, int], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -43,15 +49,17 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None = None,
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
-    One transaction: the advisory lock on (project, name, version), find or create the
-    package, the duplicate policy again, the file row, and the pending-upload row dropped.
-    If the pending row is already gone, the sweeper took this upload (its heartbeat went
-    stale) and the commit is refused. When the connection is lost during COMMIT itself the
-    outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
-    pending row left means the commit did not happen).
+    One transaction: the advisory lock on (project, name, version), governance's ``checks``
+    (protection rules, quotas), find or create the package, the duplicate policy again, the
+    file row, and the pending-upload row dropped. If the pending row is already gone, the
+    sweeper took this upload (its heartbeat went stale) and the commit is refused. When the
+    connection is lost during COMMIT itself the outcome is unknown: nothing is deleted then,
+    because the sweeper sees which it was (a pending row left means the commit did not
+    happen).
     """
     outcome_known = True
     try:
@@ -59,7 +67,8 @@ async def commit_file(
             tx = conn.transaction()
             await tx.start()
             try:
-                row = await _insert_file(conn, project_id, target, stored, status, creator_id)
+                row = await _insert_file(conn, project_id, target, stored, status, creator_id,
+                                         checks)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -83,10 +92,13 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None,
 ) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
+    if checks is not None:
+        await checks(conn, project_id, target, stored.size)
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
