@@ -162,3 +162,7 @@ def test_python_gitlab_manages_rules_as_its_functional_test_does(
     assert listed.minimum_access_level_for_push == "owner"
     rule.delete()
     assert project.package_protection_rules.list() == []
+    # The changes are in the project's audit events, read through python-gitlab too.
+    assert [e.event_name for e in project.audit_events.list(get_all=True)] == [
+        "package_protection_rule_deleted", "package_protection_rule_updated",
+        "package_protection_rule_created"]

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.api import (
+    audit_events,
     features,
     generic_packages,
     groups,
@@ -66,6 +67,12 @@ def setup_routes(app: web.Application) -> None:
     # Feature flags: accepted from administrators for compatibility, nothing to switch.
     # python-gitlab asks for /features//:name (its path ends in a slash); GitLab takes both.
     r.add_post("/api/v4/features{sep:/+}{name}", features.set_feature)
+    # Audit events: the instance's for administrators; a project's or group's for its
+    # Developers+ (their own events only, below Maintainer / Owner).
+    r.add_get("/api/v4/audit_events", audit_events.list_events)
+    r.add_get("/api/v4/audit_events/{audit_event_id}", audit_events.get_event)
+    r.add_get(_SOURCE + "/audit_events", audit_events.list_events)
+    r.add_get(_SOURCE + "/audit_events/{audit_event_id}", audit_events.get_event)
     _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).

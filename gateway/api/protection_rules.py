@@ -14,7 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import auth, keys
 from gateway.api import caller
 from gateway.api.params import as_choice, as_str, path_int, read_params
 from gateway.enums import MAINTAINER
@@ -40,13 +40,14 @@ def rule_entity(rule: ProtectionRule) -> dict[str, Any]:
     }
 
 
-async def _maintained_project(request: web.Request) -> policy.ProjectAccess:
+async def _maintained_project(request: web.Request
+                              ) -> tuple[auth.Principal, policy.ProjectAccess]:
     who = await caller.signed_in(request)
     access = policy.require_found_project(await policy.project_access(
         request.app[keys.db], who, request.match_info["id"],
         allow_guest_pull=request.app[keys.settings].allow_guest_pull))
     policy.require_level(who, access.level, MAINTAINER)
-    return access
+    return who, access
 
 
 def _change(params: dict[str, Any], *, required: bool) -> protection.RuleChange:
@@ -83,29 +84,29 @@ def _rule_id(request: web.Request) -> int:
 
 
 async def list_rules(request: web.Request) -> web.Response:
-    access = await _maintained_project(request)
+    _, access = await _maintained_project(request)
     rules = await protection.list_rules(request.app[keys.db], access.project_id)
     return json_response([rule_entity(r) for r in rules])
 
 
 async def create_rule(request: web.Request) -> web.Response:
     change = _change(await read_params(request), required=True)
-    access = await _maintained_project(request)
-    rule = await protection.create_rule(request.app[keys.db], access.project_id, change)
+    who, access = await _maintained_project(request)
+    rule = await protection.create_rule(request.app[keys.db], who, access.project_id, change)
     return json_response(rule_entity(rule), 201)
 
 
 async def update_rule(request: web.Request) -> web.Response:
     rule_id = _rule_id(request)
     change = _change(await read_params(request), required=False)
-    access = await _maintained_project(request)
-    rule = await protection.update_rule(request.app[keys.db], access.project_id, rule_id,
+    who, access = await _maintained_project(request)
+    rule = await protection.update_rule(request.app[keys.db], who, access.project_id, rule_id,
                                         change)
     return json_response(rule_entity(rule))
 
 
 async def delete_rule(request: web.Request) -> web.Response:
     rule_id = _rule_id(request)
-    access = await _maintained_project(request)
-    await protection.delete_rule(request.app[keys.db], access.project_id, rule_id)
+    who, access = await _maintained_project(request)
+    await protection.delete_rule(request.app[keys.db], who, access.project_id, rule_id)
     return web.Response(status=204, headers=API_HEADERS)

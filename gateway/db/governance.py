@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.models import ProtectionRule
+from gateway.models import AuditEvent, AuditFilter, ProtectionRule
 
 Conn = asyncpg.Connection
 
@@ -96,3 +96,62 @@ async def protected_for(conn: Conn, action: str, project_id: int, package_type: 
 async def any_rule_matches(conn: Conn, project_id: int, package_type: int,
                            package_name: str) -> bool:
     return await conn.fetchval(ANY_RULE_MATCHES, project_id, package_type, package_name)
+
+
+# --- audit events ------------------------------------------------------------------------------
+
+# The entity's path is read in the same statement (no extra round trip): a project's full path,
+# a group's, or a user's username.
+INSERT_AUDIT_EVENT = """
+INSERT INTO audit_events (author_id, author_name, entity_type, entity_id, entity_path,
+                          event_name, target_type, target_id, target_details, ip_address,
+                          details)
+VALUES ($1, $2, $3, $4,
+        coalesce(CASE $3::text
+            WHEN 'Project' THEN (SELECT n.full_path || '/' || p.path FROM projects p
+                                 JOIN namespaces n ON n.id = p.namespace_id WHERE p.id = $4)
+            WHEN 'Group' THEN (SELECT full_path FROM namespaces WHERE id = $4)
+            WHEN 'User' THEN (SELECT username FROM users WHERE id = $4)
+        END, ''),
+        $5, $6, $7, $8, $9, $10::jsonb)
+RETURNING *
+"""
+
+_AUDIT_FILTERS = """
+WHERE ($1::text IS NULL OR entity_type = $1)
+  AND ($2::bigint IS NULL OR entity_id = $2)
+  AND ($3::bigint IS NULL OR author_id = $3)
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at <= $5)
+"""
+LIST_AUDIT_EVENTS = ("SELECT *, count(*) OVER () AS total FROM audit_events" + _AUDIT_FILTERS
+                     + "ORDER BY created_at DESC, id DESC LIMIT $6 OFFSET $7")
+GET_AUDIT_EVENT = "SELECT * FROM audit_events" + _AUDIT_FILTERS + "AND id = $6"
+
+
+async def insert_audit_event(conn: Conn, *, author_id: int | None, author_name: str,
+                             entity_type: str, entity_id: int, event_name: str,
+                             target_type: str | None, target_id: int | None,
+                             target_details: str | None, ip_address: str | None,
+                             details: str) -> AuditEvent:
+    return AuditEvent.from_row(await conn.fetchrow(
+        INSERT_AUDIT_EVENT, author_id, author_name, entity_type, entity_id, event_name,
+        target_type, target_id, target_details, ip_address, details))
+
+
+async def list_audit_events(conn: Conn, f: AuditFilter, *, limit: int, offset: int
+                            ) -> tuple[list[AuditEvent], int]:
+    rows = await conn.fetch(LIST_AUDIT_EVENTS, f.entity_type, f.entity_id, f.author_id,
+                            f.created_after, f.created_before, limit, offset)
+    total = rows[0]["total"] if rows else 0
+    if not rows and offset:
+        total = await conn.fetchval(
+            "SELECT count(*) FROM audit_events" + _AUDIT_FILTERS, f.entity_type, f.entity_id,
+            f.author_id, f.created_after, f.created_before)
+    return [AuditEvent.from_row(r) for r in rows], total
+
+
+async def get_audit_event(conn: Conn, f: AuditFilter, event_id: int) -> AuditEvent | None:
+    return AuditEvent.from_optional(await conn.fetchrow(
+        GET_AUDIT_EVENT, f.entity_type, f.entity_id, f.author_id, f.created_after,
+        f.created_before, event_id))

@@ -20,6 +20,7 @@ from gateway.db import governance as q
 from gateway.db.pool import Database
 from gateway.enums import MAINTAINER, OWNER, PACKAGE_TYPE_NAME, PACKAGE_TYPES
 from gateway.errors import Forbidden, GatewayError, RecordNotFound
+from gateway.governance import audit
 from gateway.identity.policy import ProjectAccess
 from gateway.models import ProtectionRule
 
@@ -64,16 +65,19 @@ class RuleInvalid(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """What a protection rule looks at: a deploy token, an administrator, or a role."""
+    """What a protection rule looks at: a deploy token, an administrator, or a role (and who
+    it is, for the audit event of the change)."""
 
     deploy_token: bool = False
     admin: bool = False
     level: int = 0
+    # Who it is, for audit events; None: the gateway itself.
+    principal: Principal | None = None
 
     @classmethod
     def of(cls, who: Principal, access: ProjectAccess) -> Actor:
         return cls(deploy_token=who.kind == "deploy_token", admin=who.is_admin,
-                   level=access.level)
+                   level=access.level, principal=who)
 
 
 # The gateway itself (retention): no rule applies.
@@ -149,7 +153,20 @@ async def list_rules(db: Database, project_id: int) -> list[ProtectionRule]:
         return await q.list_rules(conn, project_id)
 
 
-async def create_rule(db: Database, project_id: int, change: RuleChange) -> ProtectionRule:
+async def _audit(conn: asyncpg.Connection, who: Principal, rule: ProtectionRule,
+                 verb: str) -> None:
+    await audit.record(
+        conn, who, f"package_protection_rule_{verb}", entity_type="Project",
+        entity_id=rule.project_id,
+        message=f"{verb.capitalize()} package protection rule {rule.package_name_pattern!r}",
+        target=audit.Target("Packages::Protection::Rule", rule.id, rule.package_name_pattern),
+        package_type=PACKAGE_TYPE_NAME[rule.package_type],
+        minimum_access_level_for_push=level_name(rule.minimum_access_level_for_push),
+        minimum_access_level_for_delete=level_name(rule.minimum_access_level_for_delete))
+
+
+async def create_rule(db: Database, who: Principal, project_id: int, change: RuleChange
+                      ) -> ProtectionRule:
     pattern = change.package_name_pattern or ""
     package_type = change.package_type or "generic"
     push = PUSH_LEVELS[change.push] if change.push else None
@@ -162,12 +179,13 @@ async def create_rule(db: Database, project_id: int, change: RuleChange) -> Prot
         if errors:
             raise RuleInvalid(errors)
         rule = await q.insert_rule(conn, project_id, pattern, type_id, push, delete)
-    if rule is None:  # taken by a concurrent create
-        raise RuleInvalid(["Package name pattern has already been taken"])
+        if rule is None:  # taken by a concurrent create
+            raise RuleInvalid(["Package name pattern has already been taken"])
+        await _audit(conn, who, rule, "created")
     return rule
 
 
-async def update_rule(db: Database, project_id: int, rule_id: int,
+async def update_rule(db: Database, who: Principal, project_id: int, rule_id: int,
                       change: RuleChange) -> ProtectionRule:
     async with db.transaction() as conn:
         rule = await q.get_rule(conn, project_id, rule_id)
@@ -191,16 +209,19 @@ async def update_rule(db: Database, project_id: int, rule_id: int,
                                           delete)
         except asyncpg.UniqueViolationError:  # a concurrent change took the pattern
             raise RuleInvalid(["Package name pattern has already been taken"]) from None
-    if updated is None:
-        raise RecordNotFound()
+        if updated is None:
+            raise RecordNotFound()
+        await _audit(conn, who, updated, "updated")
     return updated
 
 
-async def delete_rule(db: Database, project_id: int, rule_id: int) -> ProtectionRule:
+async def delete_rule(db: Database, who: Principal, project_id: int, rule_id: int
+                      ) -> ProtectionRule:
     async with db.transaction() as conn:
         rule = await q.delete_rule(conn, project_id, rule_id)
-    if rule is None:
-        raise RecordNotFound()
+        if rule is None:
+            raise RecordNotFound()
+        await _audit(conn, who, rule, "deleted")
     return rule
 
 

@@ -28,9 +28,10 @@ from gateway.uploads import StoredObject
 log = logging.getLogger("gateway.packages")
 
 
-# Governance's checks (protection rules, quotas), run inside the commit's transaction under the
-# version's lock: (conn, project_id, target, size); raising refuses the commit.
-CommitChecks = Callable[[asyncpg.Connection, int, FileTarget, int], Awaitable[None]]
+# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
+# commit's transaction under the version's lock, right before the file row is written:
+# (conn, project_id, package_id, target, size); raising refuses the commit.
+CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -53,13 +54,13 @@ async def commit_file(
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
-    One transaction: the advisory lock on (project, name, version), governance's ``checks``
-    (protection rules, quotas), find or create the package, the duplicate policy again, the
-    file row, and the pending-upload row dropped. If the pending row is already gone, the
-    sweeper took this upload (its heartbeat went stale) and the commit is refused. When the
-    connection is lost during COMMIT itself the outcome is unknown: nothing is deleted then,
-    because the sweeper sees which it was (a pending row left means the commit did not
-    happen).
+    One transaction: the advisory lock on (project, name, version), the pending-upload row
+    dropped, find or create the package, the duplicate policy again, governance's ``checks``
+    (protection rules, quotas, the audit event), the file row. If the pending row is already
+    gone, the sweeper took this upload (its heartbeat went stale) and the commit is refused.
+    When the connection is lost during COMMIT itself the outcome is unknown: nothing is
+    deleted then, because the sweeper sees which it was (a pending row left means the commit
+    did not happen).
     """
     outcome_known = True
     try:
@@ -97,8 +98,6 @@ async def _insert_file(
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
-    if checks is not None:
-        await checks(conn, project_id, target, stored.size)
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
@@ -115,6 +114,8 @@ async def _insert_file(
             await q.set_package_status(conn, pkg.id, wanted)
         else:
             await q.touch_package(conn, pkg.id)
+    if checks is not None:
+        await checks(conn, project_id, pkg.id, target, stored.size)
     d = stored.digests
     return await q.insert_package_file(
         conn, pkg.id, project_id, target.file_name, stored.size,

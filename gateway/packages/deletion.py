@@ -15,10 +15,29 @@ import asyncpg
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import NotFound, RecordNotFound
+from gateway.governance import audit
 from gateway.governance.protection import Actor, refuse_protected_delete
 from gateway.models import Package
 from gateway.naming import FileTarget
 from gateway.packages.listing import displayable_package
+
+
+async def _audit(conn: asyncpg.Connection, actor: Actor, pkg: Package, *,
+                 file_name: str | None = None, package_file_id: int | None = None) -> None:
+    """The delete's audit event, in its transaction."""
+    one_file = file_name is not None or package_file_id is not None
+    what = f"{pkg.name}/{pkg.version}"
+    if file_name is not None:
+        what += f"/{file_name}"
+    elif package_file_id is not None:
+        what += f" file {package_file_id}"
+    extra = {k: v for k, v in (("file_name", file_name), ("package_file_id", package_file_id))
+             if v is not None}
+    await audit.record(
+        conn, actor.principal, "package_file_deleted" if one_file else "package_deleted",
+        entity_type="Project", entity_id=pkg.project_id, message=f"Deleted {what}",
+        target=audit.Target("Packages::Package", pkg.id, pkg.name),
+        package_name=pkg.name, package_version=pkg.version, **extra)
 
 
 async def _delete_whole_package(conn: asyncpg.Connection, pkg: Package) -> bool:
@@ -33,7 +52,9 @@ async def delete_package(db: Database, actor: Actor, project_id: int, package_id
     async with db.transaction() as conn:
         await refuse_protected_delete(conn, actor, project_id, pkg.name)
         if not await _delete_whole_package(conn, pkg):
-            raise RecordNotFound()  # deleted meanwhile
+            raise RecordNotFound()
+        await _audit(conn, actor, pkg)  # deleted meanwhile
+        await _audit(conn, actor, pkg)
 
 
 async def delete_package_file(
@@ -45,6 +66,7 @@ async def delete_package_file(
         await refuse_protected_delete(conn, actor, project_id, pkg.name)
         if not await q.delete_package_file(conn, package_id, file_id):
             raise NotFound()
+        await _audit(conn, actor, pkg, package_file_id=file_id)
 
 
 async def delete_file_by_path(db: Database, actor: Actor, project_id: int,
@@ -60,6 +82,7 @@ async def delete_file_by_path(db: Database, actor: Actor, project_id: int,
         await q.lock_package_version(conn, project_id, pkg.name, pkg.version)
         if not await q.delete_files_named(conn, pkg.id, target.file_name):
             raise RecordNotFound()
+        await _audit(conn, actor, pkg, file_name=target.file_name)
 
 
 async def delete_version_by_path(
@@ -73,3 +96,4 @@ async def delete_version_by_path(
         await refuse_protected_delete(conn, actor, project_id, pkg.name)
         if not await _delete_whole_package(conn, pkg):
             raise RecordNotFound()
+        await _audit(conn, actor, pkg)
