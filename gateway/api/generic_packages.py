@@ -25,6 +25,8 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.governance import gate
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.packages import commit, deletion, downloads, duplicates
 from gateway.storage import ObjectNotFound, new_object_key
@@ -172,6 +174,8 @@ async def put_file(request: web.Request) -> web.Response:
     target = naming.file_target(generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
+    actor = Actor.of(who, access)
+    await gate.before_body(app[keys.db], actor, access.project_id, target)
     size = request.content_length if "chunked" not in request.headers.get(
         "Transfer-Encoding", ""
     ).lower() else None
@@ -186,7 +190,7 @@ async def put_file(request: web.Request) -> web.Response:
         )
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
-        status=status, creator_id=who.user_id,
+        status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor),
     )
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)
@@ -288,9 +292,11 @@ async def delete_by_path(request: web.Request) -> web.Response:
     if tail.count("/") == 1:
         name, version = naming.package_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_version_by_path(app[keys.db], access.project_id, name, version)
+        await deletion.delete_version_by_path(app[keys.db], Actor.of(who, access),
+                                              access.project_id, name, version)
     else:
         target = naming.download_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_file_by_path(app[keys.db], access.project_id, target)
+        await deletion.delete_file_by_path(app[keys.db], Actor.of(who, access),
+                                           access.project_id, target)
     return deleted(request)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -25,6 +26,12 @@ from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
 log = logging.getLogger("gateway.packages")
+
+
+# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
+# commit's transaction under the version's lock, right before the file row is written:
+# (conn, project_id, package_id, target, size); raising refuses the commit.
+CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -43,15 +50,17 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None = None,
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
-    One transaction: the advisory lock on (project, name, version), find or create the
-    package, the duplicate policy again, the file row, and the pending-upload row dropped.
-    If the pending row is already gone, the sweeper took this upload (its heartbeat went
-    stale) and the commit is refused. When the connection is lost during COMMIT itself the
-    outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
-    pending row left means the commit did not happen).
+    One transaction: the advisory lock on (project, name, version), the pending-upload row
+    dropped, find or create the package, the duplicate policy again, governance's ``checks``
+    (protection rules, quotas, the audit event), the file row. If the pending row is already
+    gone, the sweeper took this upload (its heartbeat went stale) and the commit is refused.
+    When the connection is lost during COMMIT itself the outcome is unknown: nothing is
+    deleted then, because the sweeper sees which it was (a pending row left means the commit
+    did not happen).
     """
     outcome_known = True
     try:
@@ -59,7 +68,8 @@ async def commit_file(
             tx = conn.transaction()
             await tx.start()
             try:
-                row = await _insert_file(conn, project_id, target, stored, status, creator_id)
+                row = await _insert_file(conn, project_id, target, stored, status, creator_id,
+                                         checks)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -83,6 +93,7 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None,
 ) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
@@ -103,6 +114,8 @@ async def _insert_file(
             await q.set_package_status(conn, pkg.id, wanted)
         else:
             await q.touch_package(conn, pkg.id)
+    if checks is not None:
+        await checks(conn, project_id, pkg.id, target, stored.size)
     d = stored.digests
     return await q.insert_package_file(
         conn, pkg.id, project_id, target.file_name, stored.size,
