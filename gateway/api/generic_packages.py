@@ -26,7 +26,8 @@ from gateway.errors import (
     json_response,
 )
 from gateway.identity import policy
-from gateway.packages import commit, deletion, downloads, duplicates
+from gateway.models import PackageFile
+from gateway.packages import commit, deletion, digests, downloads, duplicates
 from gateway.storage import ObjectNotFound, new_object_key
 
 _MARKER = "/packages/generic/"
@@ -176,6 +177,7 @@ async def put_file(request: web.Request) -> web.Response:
         "Transfer-Encoding", ""
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
+    declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
 
     await _send_continue(request)
@@ -184,15 +186,29 @@ async def put_file(request: web.Request) -> web.Response:
         stored = await uploads.receive(
             app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
         )
+    await digests.check_stored(app[keys.db], app[keys.store], stored, declared)
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id,
     )
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)
+    return _stored_answer(request, row, select)
+
+
+def header_values(request: web.Request, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Every value of each of ``names`` that the request carries."""
+    return {name: values for name in names if (values := request.headers.getall(name, []))}
+
+
+def _stored_answer(request: web.Request, row: PackageFile, select: str | None) -> web.Response:
+    """GitLab's answer to a stored file, with ``Repr-Digest`` when the client asked for it."""
+    extra = None
+    if digests.wants_repr_digest(request.headers.getall("Want-Repr-Digest", [])):
+        extra = {"Repr-Digest": digests.repr_digest(row.file_sha256)}
     if select == "package_file":
-        return json_response(package_file_record(row), 200)
-    return json_response({"message": "201 Created"}, 201)
+        return json_response(package_file_record(row), 200, extra)
+    return json_response({"message": "201 Created"}, 201, extra)
 
 
 async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:

@@ -122,3 +122,9 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
             await q.delete_pending_upload(conn, key)
     except Exception as exc:
         log.warning("could not drop the pending row of %s: %s", key, exc)
+
+
+async def discard_object(db: Database, store: ObjectStore, key: str) -> None:
+    """An uploaded object that will not be committed (refused after its body arrived): remove
+    it and its pending row; if the store fails, the sweeper finishes the job."""
+    await _remove_orphan(db, store, key)
