@@ -28,7 +28,7 @@ from gateway.errors import (
 )
 from gateway.identity import policy
 from gateway.models import PackageFile
-from gateway.packages import commit, deletion, digests, downloads, duplicates
+from gateway.packages import commit, conditional, deletion, digests, downloads, duplicates
 from gateway.packages.etags import etag_of
 from gateway.storage import ObjectNotFound, new_object_key
 
@@ -180,7 +180,11 @@ async def put_file(request: web.Request) -> web.Response:
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
     declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
+    condition = conditional.WriteCondition.from_headers(
+        request.headers.get("If-None-Match"), request.headers.get("If-Match")
+    )
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
+    await conditional.check_before_body(app[keys.db], access.project_id, target, condition)
 
     await _send_continue(request)
     started = time.monotonic()
@@ -192,6 +196,7 @@ async def put_file(request: web.Request) -> web.Response:
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id,
+        checks=conditional.commit_checks(target, condition),
     )
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)

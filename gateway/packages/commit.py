@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
-from gateway.models import PackageFile
+from gateway.models import Package, PackageFile
 from gateway.naming import FileTarget
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
 log = logging.getLogger("gateway.packages")
+
+
+# A rule the commit applies under the version's advisory lock, given the live package (None
+# when the version has none yet); it raises to refuse the file (conditional uploads).
+CommitCheck = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -43,6 +49,7 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
+    checks: Sequence[CommitCheck] = (),
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
@@ -59,7 +66,8 @@ async def commit_file(
             tx = conn.transaction()
             await tx.start()
             try:
-                row = await _insert_file(conn, project_id, target, stored, status, creator_id)
+                row = await _insert_file(conn, project_id, target, stored, status, creator_id,
+                                         checks)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -83,6 +91,7 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
+    checks: Sequence[CommitCheck],
 ) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
@@ -90,6 +99,8 @@ async def _insert_file(
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
+    for check in checks:
+        await check(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
     if pkg is None:
         pkg = await q.insert_package(
