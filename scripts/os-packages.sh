@@ -11,6 +11,9 @@ set -uo pipefail
 WANTED=(
     "nginx:nginx"
     "pgbouncer:pgbouncer"
+    # The web UI's browser tests drive Debian's Chromium (and chromedriver, for Selenium).
+    "chromium:chromium"
+    "chromium-driver:chromedriver"
 )
 
 # Programs in sbin are not on every user's PATH.
