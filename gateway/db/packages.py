@@ -633,3 +633,10 @@ async def object_key_is_committed(conn: Conn, key: str) -> bool:
 async def drop_pending_upload(conn: Conn, key: str) -> bool:
     """Delete the pending row; False when it was already gone (swept)."""
     return await conn.fetchval(DROP_PENDING_UPLOAD, key) is not None
+
+
+FIND_PACKAGE_FILE = "SELECT * FROM package_files WHERE id = $1 AND package_id = $2 AND status = 0"
+
+
+async def find_package_file(conn: Conn, package_id: int, file_id: int) -> PackageFile | None:
+    return PackageFile.from_optional(await conn.fetchrow(FIND_PACKAGE_FILE, file_id, package_id))
