@@ -13,6 +13,9 @@ set -uo pipefail
 WANTED=(
     "nginx:nginx"
     "pgbouncer:pgbouncer"
+    # The web UI's browser tests drive Debian's Chromium (and chromedriver, for Selenium).
+    "chromium:chromium"
+    "chromium-driver:chromedriver"
 )
 if [ "${1:-}" = "bench" ]; then
     WANTED+=("docker-registry:docker-registry")

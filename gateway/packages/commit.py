@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
-from gateway.models import PackageFile
+from gateway.models import Package, PackageFile
 from gateway.naming import FileTarget
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
 
 log = logging.getLogger("gateway.packages")
+
+
+# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
+# commit's transaction under the version's lock, right before the file row is written:
+# (conn, project_id, package_id, target, size); raising refuses the commit.
+CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
+# A precondition the commit applies under the version's advisory lock, given the live package
+# (None when the version has none yet); it raises to refuse the file (conditional uploads).
+CommitCondition = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -43,15 +53,18 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None = None,
+    conditions: Sequence[CommitCondition] = (),
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
     One transaction: the advisory lock on (project, name, version), the pending-upload row
-    dropped, find or create the package, the duplicate policy again, the file row.
-    If the pending row is already gone, the sweeper took this upload (its heartbeat went
-    stale) and the commit is refused. When the connection is lost during COMMIT itself the
-    outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
-    pending row left means the commit did not happen).
+    dropped, find or create the package, the duplicate policy again, governance's ``checks``
+    (protection rules, quotas, the audit event), the file row. If the pending row is already
+    gone, the sweeper took this upload (its heartbeat went stale) and the commit is refused.
+    When the connection is lost during COMMIT itself the outcome is unknown: nothing is
+    deleted then, because the sweeper sees which it was (a pending row left means the commit
+    did not happen).
     """
     outcome_known = True
     try:
@@ -59,7 +72,8 @@ async def commit_file(
             tx = conn.transaction()
             await tx.start()
             try:
-                row = await _insert_file(conn, project_id, target, stored, status, creator_id)
+                row = await _insert_file(conn, project_id, target, stored, status, creator_id,
+                                         checks, conditions)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -83,31 +97,43 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
+    checks: CommitChecks | None,
+    conditions: Sequence[CommitCondition],
 ) -> PackageFile:
-    # Round trips of a commit (with BEGIN and COMMIT around them, five in all): the lock,
-    # which must come first and alone (a statement's snapshot is taken before it starts, so
-    # what a lock inside it waited for would stay unseen); one look that also drops the
-    # pending row; one write. The duplicate check is folded into the look.
+    # Round trips of a commit (with BEGIN and COMMIT around them, five in all for a file into
+    # an existing package, six for a new package): the lock, which must come first and alone
+    # (a statement's snapshot is taken before it starts, so what a lock inside it waited for
+    # would stay unseen); one look that also drops the pending row and brings the duplicate
+    # policy (the check needs no query of its own); the new package, if any (``checks`` need
+    # its id); one write of the file row that also touches the package. ``conditions`` and
+    # ``checks`` add their own.
     name, version = target.package_name, target.package_version
     await q.lock_package_version(conn, project_id, name, version)
     found = await q.upload_target_dropping_pending(conn, project_id, name, version,
                                                    target.file_name, stored.key)
     if not found.pending_dropped:
         raise UploadSwept()
+    pkg = found.package
+    for condition in conditions:
+        await condition(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
-    d = stored.digests
-    if found.package is None:
-        return await q.insert_file_and_package(
+    new_status = None
+    if pkg is None:
+        pkg = await q.insert_package(
             conn, project_id, name, version,
             wanted if wanted is not None else q.STATUS["default"], creator_id,
-            target.file_name, stored.size, d.md5, d.sha1, d.sha256, stored.key,
         )
-    if duplicate_refused(found, target):
-        raise DuplicateNotAllowed()
+    else:
+        if duplicate_refused(found, target):
+            raise DuplicateNotAllowed()
+        if wanted is not None and wanted != pkg.status:
+            new_status = wanted
+    if checks is not None:
+        await checks(conn, project_id, pkg.id, target, stored.size)
+    d = stored.digests
     return await q.insert_file_into_package(
-        conn, found.package.id, project_id, target.file_name, stored.size,
-        d.md5, d.sha1, d.sha256, stored.key,
-        new_status=wanted if wanted is not None and wanted != found.package.status else None,
+        conn, pkg.id, project_id, target.file_name, stored.size,
+        d.md5, d.sha1, d.sha256, stored.key, new_status=new_status,
     )
 
 
@@ -123,3 +149,9 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
             await q.delete_pending_upload(conn, key)
     except Exception as exc:
         log.warning("could not drop the pending row of %s: %s", key, exc)
+
+
+async def discard_object(db: Database, store: ObjectStore, key: str) -> None:
+    """An uploaded object that will not be committed (refused after its body arrived): remove
+    it and its pending row; if the store fails, the sweeper finishes the job."""
+    await _remove_orphan(db, store, key)
