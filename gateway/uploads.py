@@ -483,6 +483,10 @@ async def _clean_up(
                 for upload in await store.list_open_uploads(prefix=key):
                     if upload.key == key:
                         await store.abort_upload(key, upload.upload_id)
+                # ... and it may yet be carried out after this delete (a frozen S3 runs both
+                # once it thaws, in either order): the pending row stays, so the sweeper looks
+                # again a stale window later and removes whatever landed.
+                return
     except Exception as exc:
         log.warning("could not clean up %s now, the sweeper will: %s", key,
                     str(exc) or type(exc).__name__)

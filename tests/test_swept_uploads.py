@@ -4,7 +4,9 @@ benchmarks/soak): the client gets a JSON 503, and nothing is left once the sweep
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -13,8 +15,8 @@ from botocore.config import Config as BotoConfig
 
 from gateway.app import create_app
 from gateway.config import MiB, Settings
-from gateway.devtools.s3servers import RcloneS3Server
-from tests.conftest import World
+from gateway.devtools.s3servers import MotoServer, RcloneS3Server
+from tests.conftest import World, s3_client
 from tests.faults.checks import assert_consistent, wait_for
 from tests.test_failures import BIG, FAST, SETTLE, dev, gated, multipart_started, path
 
@@ -61,3 +63,46 @@ async def _aborted_under_a_live_upload(gw, world: World, s3, bucket: str) -> Non
         "message": "503 Service Unavailable - the upload was interrupted, please retry"
     }
     await assert_consistent(world.conn, s3, bucket, [], within=SETTLE)
+
+
+@pytest.fixture(scope="module")
+def frozen_moto() -> Iterator[MotoServer]:
+    """An S3 server this module may freeze (never the one the rest of the suite shares)."""
+    with MotoServer() as server:
+        yield server
+
+
+async def test_put_object_timed_out_leaves_its_pending_row_to_the_sweeper(
+    aiohttp_client, frozen_moto: MotoServer, fast: Settings, world: World,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A PutObject that timed out may still be carried out by S3 after the upload's own
+    # clean-up has deleted the key (both wait in the frozen server; it may run them in either
+    # order). So the clean-up keeps the pending row: the sweeper, a stale window later,
+    # deletes whatever landed and only then drops the row.
+    s3 = s3_client(frozen_moto.endpoint_url)
+    s3.create_bucket(Bucket=fast.s3_bucket)
+    settings = fast.with_overrides(s3_endpoint_url=frozen_moto.endpoint_url,
+                                   s3_request_deadline=5.0)
+    client = await aiohttp_client(create_app(settings))
+    caplog.set_level(logging.WARNING, logger="gateway.storage.s3")
+
+    async def timed_out() -> bool:
+        return any("s3 put_object failed" in r.getMessage() for r in caplog.records)
+
+    frozen_moto.pause()
+    try:
+        upload = asyncio.create_task(client.put(path(world), data=os.urandom(MiB),
+                                                headers=dev(world)))
+        await wait_for(timed_out, "the PutObject's deadline")
+        # The clean-up's DeleteObject now waits in the frozen server (up to 5 s) beside it.
+        await asyncio.sleep(1)
+    finally:
+        frozen_moto.resume()
+    resp = await asyncio.wait_for(upload, 60)
+    assert resp.status == 503
+    assert await resp.json() == {
+        "message": "503 Service Unavailable - object storage is unavailable"
+    }
+    assert await world.conn.fetchval("SELECT count(*) FROM pending_uploads") == 1
+    await assert_consistent(world.conn, s3, settings.s3_bucket, [], within=SETTLE)
