@@ -37,8 +37,9 @@ test-large: os-packages $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pytest --large
 
-# The README's benchmark command.
+# The README's benchmark command (with the OCI registry, its peer, from the OS packages).
 bench: $(BIN)/python
+	@scripts/os-packages.sh bench
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks --markdown bench.md --plot bench.png
 
