@@ -36,6 +36,7 @@ class Scan:
     relation: str | None
     index: str | None
     rows_removed: int
+    rows: float  # rows it returned per loop (EXPLAIN ANALYZE only; else the estimate)
 
 
 def _list_args(project_ids: list[int]) -> tuple[object, ...]:
@@ -66,6 +67,8 @@ async def hot_queries(conn: asyncpg.Connection, f: Filled) -> list[Query]:
         Query("project list: first page", first, (*_list_args(big), 20, 20, 0)),
         Query("project list: deep offset page", first,
               (*_list_args(big), 50_000, 20, 49_980)),
+        Query("project list: keyset first page", keyset,
+              (*_list_args(big), 21, 21, 0, 0)),
         Query("project list: keyset deep page", keyset,
               (*_list_args(big), 21, 21, 0, deep_keyset)),
         Query("group projects for caller", q.GROUP_PROJECTS_FOR_CALLER, (group_ids, f.user_id)),
@@ -117,7 +120,8 @@ def scans(plan_json: str) -> list[Scan]:
         if "Scan" in kind:
             yield Scan(kind, node.get("Relation Name"), node.get("Index Name"),
                        int(node.get("Rows Removed by Filter", 0))
-                       + int(node.get("Rows Removed by Index Recheck", 0)))
+                       + int(node.get("Rows Removed by Index Recheck", 0)),
+                       float(node.get("Actual Rows", node.get("Plan Rows", 0))))
         for child in node.get("Plans", []):
             yield from walk(child)
 
@@ -127,6 +131,11 @@ def scans(plan_json: str) -> list[Scan]:
 
 def sequential_scans(plan_json: str, tables: tuple[str, ...] = BIG_TABLES) -> list[str]:
     return [s.relation for s in scans(plan_json) if s.node == "Seq Scan" and s.relation in tables]
+
+
+def rows_read(plan_json: str, table: str) -> float:
+    """The most rows any one scan of ``table`` returned in one loop."""
+    return max((s.rows for s in scans(plan_json) if s.relation == table), default=0.0)
 
 
 def touches_only_due_rows(plan_json: str, table: str) -> bool:
