@@ -203,6 +203,10 @@ async def _read_specs(run: Run, http: ops.Http, conn: asyncpg.Connection, count:
          http.expect("PUT", ops.file_path(dup["project_id"], dup["name"], dup["version"],
                                           dup["file_name"]), 400, b"x" * 1024), info),
         ("delete package (204)", _deletes(http, doomed), info),
+        # One at a time, a new version each: what an upload costs without waiting for others.
+        ("upload PUT, 1 KiB, one at a time (HTTP)", _each(http, "PUT", [
+            ops.file_path(f.big_project_id, "bench-one", f"1.{i}", "f.bin")
+            for i in range(count + 1)], 201, b"u" * 1024), info),
     ]
     return [(name, one) for name, one, _ in table], {name: judge for name, _, judge in table}
 
