@@ -145,3 +145,76 @@ def touches_only_due_rows(plan_json: str, table: str) -> bool:
     return bool(found) and all(
         s.node in ("Index Scan", "Index Only Scan", "Bitmap Heap Scan") and s.rows_removed == 0
         for s in found)
+
+
+# Each index of migration 0002, the hot queries it is for, and the index it replaced (rebuilt
+# for the comparison), if any.
+JUSTIFIED: dict[str, tuple[tuple[str, ...], str | None]] = {
+    "packages_project_created_idx": (
+        ("project list: count", "project list: first page", "group list: first page"), None),
+    "packages_project_id_idx": (
+        ("project list: keyset first page", "group list: keyset deep page"),
+        "CREATE INDEX packages_project_idx ON packages (project_id, id)"),
+    "package_files_package_id_idx": (
+        ("package files: count", "package files: first page", "package files: keyset page"),
+        None),
+    "pending_uploads_heartbeat_idx": (("sweeper scan",), None),
+    "object_deletions_due_id_idx": (
+        ("deletion worker claim",),
+        "CREATE INDEX object_deletions_due_idx ON object_deletions (next_attempt_at)"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Justification:
+    index: str
+    query: str
+    without_ms: float
+    without_rows: float
+    with_ms: float
+    with_rows: float
+
+
+def _measure(plan_json: str, table: str) -> tuple[float, float]:
+    (top,) = json.loads(plan_json)
+    return float(top["Execution Time"]), rows_read(plan_json, table)
+
+
+def _table_of(sql: str) -> str:
+    for table in ("package_files", "pending_uploads", "object_deletions", "packages"):
+        if table in sql:
+            return table
+    return "packages"
+
+
+async def justify(conn: asyncpg.Connection, f: Filled) -> list[Justification]:
+    """Each query of ``JUSTIFIED`` planned and run with its index and without it (dropped, and
+    the index it replaced rebuilt, inside a transaction that is rolled back)."""
+    queries = {q.name: q for q in await hot_queries(conn, f)}
+    out = []
+    for index, (names, replaced) in JUSTIFIED.items():
+        chosen = [queries[n] for n in names if n in queries]
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            await conn.execute(f'DROP INDEX "{index}"')
+            if replaced:
+                await conn.execute(replaced)
+            without = {}
+            for query in chosen:
+                rows = await conn.fetch(
+                    f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {query.sql}", *query.args)
+                without[query.name] = _measure(_json(rows), _table_of(query.sql))
+        finally:
+            await tx.rollback()
+        for query in chosen:
+            plan = await explain(conn, query, fmt="JSON")
+            with_ms, with_rows = _measure(plan, _table_of(query.sql))
+            out.append(Justification(index, query.name, *without[query.name], with_ms,
+                                     with_rows))
+    return out
+
+
+def _json(rows: list[asyncpg.Record]) -> str:
+    value = rows[0][0]
+    return value if isinstance(value, str) else json.dumps(value)
