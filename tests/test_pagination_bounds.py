@@ -9,6 +9,7 @@ import warnings
 
 import gitlab
 
+from gateway.db import packages as q
 from tests.conftest import World
 from tests.package_helpers import group_member, hdr, insert_package, project_in
 
@@ -264,3 +265,31 @@ async def test_projects_id_after_filters_offset_pages_too(client, world) -> None
                             headers=hdr(world.admin_token))
     assert [p["id"] for p in await resp.json()] == ids[2:]
     assert resp.headers["X-Total"] == str(len(ids) - 2)
+
+
+# --- deep offsets into groups of many projects ---------------------------------------------------
+
+
+async def test_deep_group_pages_read_flat_answer_the_same_pages(client, world,
+                                                                monkeypatch) -> None:
+    """Past a bound on the rows the per-project form would read, the list is read in one flat
+    scan: the pages must be the same either way."""
+    group_id = await world.conn.fetchval("SELECT id FROM namespaces WHERE full_path = 'acme'")
+    for i in range(3):
+        other = await project_in(world.conn, group_id, f"flat-{i}")
+        await many_packages(world, 7, other)
+    await many_packages(world, 5)
+    url = f"/api/v4/groups/{group_id}/packages?order_by=project_path&sort=desc&per_page=4"
+
+    async def pages() -> list[list[int]]:
+        out = []
+        for page in range(1, 9):
+            resp = await client.get(f"{url}&page={page}", headers=hdr(world.admin_token))
+            assert resp.status == 200, await resp.text()
+            out.append([p["id"] for p in await resp.json()])
+        return out
+
+    per_project = await pages()
+    monkeypatch.setattr(q, "_LATERAL_ROWS_MAX", 0)
+    assert await pages() == per_project
+    assert sum(map(len, per_project)) == 26
