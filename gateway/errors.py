@@ -183,6 +183,24 @@ class Conflict(GatewayError):
         super().__init__(message)
 
 
+class PreconditionFailed(GatewayError):
+    """A conditional request (``If-Match``, ``If-None-Match``) whose condition is false."""
+
+    status = 412
+
+    def __init__(self) -> None:
+        super().__init__("412 Precondition Failed")
+
+
+class RangeNotSatisfiable(GatewayError):
+    """A ``Range`` that starts past the end of the file (RFC 9110 §15.5.17)."""
+
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__("416 Range Not Satisfiable", headers={"Content-Range": f"bytes */{size}"})
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
 

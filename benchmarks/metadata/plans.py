@@ -151,8 +151,8 @@ def touches_only_due_rows(plan_json: str, table: str) -> bool:
         for s in found)
 
 
-# Each index of migration 0002, the hot queries it is for, and the index it replaced (rebuilt
-# for the comparison), if any.
+# Each index of migrations 0002 and 0006, the hot queries it is for, and the index it replaced
+# (rebuilt for the comparison), if any.
 JUSTIFIED: dict[str, tuple[tuple[str, ...], str | None]] = {
     "packages_project_created_idx": (
         ("project list: count", "project list: first page", "group list: first page"), None),

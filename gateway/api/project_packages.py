@@ -28,6 +28,7 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.packages import deletion, listing
 
@@ -284,7 +285,8 @@ async def delete_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who, destroy=True)
     package_id = _package_id(request)
-    await deletion.delete_package(request.app[keys.db], access.project_id, package_id)
+    await deletion.delete_package(request.app[keys.db], Actor.of(who, access), access.project_id,
+                                  package_id)
     return deleted(request)
 
 
@@ -294,6 +296,6 @@ async def delete_package_file(request: web.Request) -> web.Response:
     package_id = _package_id(request)
     file_id = path_int(request, "package_file_id", missing=RecordNotFound())
     await deletion.delete_package_file(
-        request.app[keys.db], access.project_id, package_id, file_id
+        request.app[keys.db], Actor.of(who, access), access.project_id, package_id, file_id
     )
     return deleted(request)

@@ -44,6 +44,12 @@ LIVE_FILE_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM package_files WHERE package_id = $1 AND file_name = $2 AND status <> 1)
 """
 
+# The digest of the file a download of that name would serve (conditional uploads).
+NEWEST_FILE_SHA256 = """
+SELECT file_sha256 FROM package_files WHERE package_id = $1 AND file_name = $2 AND status = 0
+ORDER BY id DESC LIMIT 1
+"""
+
 INSERT_PACKAGE_FILE = """
 INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
                            file_sha256, object_key)
@@ -87,6 +93,10 @@ async def touch_package(conn: Conn, package_id: int) -> None:
 
 async def live_file_exists(conn: Conn, package_id: int, file_name: str) -> bool:
     return await conn.fetchval(LIVE_FILE_EXISTS, package_id, file_name)
+
+
+async def newest_file_sha256(conn: Conn, package_id: int, file_name: str) -> str | None:
+    return await conn.fetchval(NEWEST_FILE_SHA256, package_id, file_name)
 
 
 async def insert_package_file(
@@ -623,3 +633,10 @@ async def object_key_is_committed(conn: Conn, key: str) -> bool:
 async def drop_pending_upload(conn: Conn, key: str) -> bool:
     """Delete the pending row; False when it was already gone (swept)."""
     return await conn.fetchval(DROP_PENDING_UPLOAD, key) is not None
+
+
+FIND_PACKAGE_FILE = "SELECT * FROM package_files WHERE id = $1 AND package_id = $2 AND status = 0"
+
+
+async def find_package_file(conn: Conn, package_id: int, file_id: int) -> PackageFile | None:
+    return PackageFile.from_optional(await conn.fetchrow(FIND_PACKAGE_FILE, file_id, package_id))

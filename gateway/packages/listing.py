@@ -116,3 +116,15 @@ async def list_package_files_after(
         return await q.list_package_files_after(
             conn, package_id, sort=sort, limit=limit, after=after
         )
+
+
+async def package_file(
+    db: Database, project_id: int, package_id: int, file_id: int
+) -> tuple[Package, PackageFile]:
+    """One file of a package the Packages API shows (``404 Not found`` otherwise)."""
+    pkg = await displayable_package(db, project_id, package_id)
+    async with db.connection() as conn:
+        row = await q.find_package_file(conn, package_id, file_id)
+    if row is None:
+        raise RecordNotFound()
+    return pkg, row
