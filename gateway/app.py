@@ -19,6 +19,7 @@ from gateway.db.migrate import latest_version
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
+from gateway.governance.quotas import QuotaStats
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
 from gateway.loopwatch import HealthListener, LoopWatch
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
+    app[keys.quota_stats] = QuotaStats()
     if metrics is not None:
         app[keys.metrics] = metrics
     app.on_response_prepare.append(requestids.on_response_prepare)
@@ -168,7 +170,7 @@ async def _observed(app: web.Application) -> AsyncIterator[None]:
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.watch(db=app[keys.db], store=app[keys.store], buffers=app[keys.buffers],
                       uploads=app[keys.uploads].stats, deletions=app[keys.deletions],
-                      loop=app[keys.loop_watch])
+                      loop=app[keys.loop_watch], quotas=app[keys.quota_stats])
     yield
 
 

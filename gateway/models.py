@@ -328,3 +328,22 @@ class AuditFilter:
     author_id: int | None = None
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaHolder(_FromRow):
+    """A project, or a group above it, with its storage limits (None: none of its own)."""
+
+    scope: str  # "project" | "group"
+    id: int
+    max_bytes: int | None = None
+    max_files: int | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What package files take: bytes and count."""
+
+    bytes: int
+    files: int

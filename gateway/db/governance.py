@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.models import AuditEvent, AuditFilter, ProtectionRule
+from gateway.models import AuditEvent, AuditFilter, ProtectionRule, QuotaHolder, Usage
 
 Conn = asyncpg.Connection
 
@@ -155,3 +155,102 @@ async def get_audit_event(conn: Conn, f: AuditFilter, event_id: int) -> AuditEve
     return AuditEvent.from_optional(await conn.fetchrow(
         GET_AUDIT_EVENT, f.entity_type, f.entity_id, f.author_id, f.created_after,
         f.created_before, event_id))
+
+
+# --- storage quotas ----------------------------------------------------------------------------
+
+# The project's own limits and those of every group above it that has one, outermost group
+# first (the order quota locks are taken in, so two commits never wait on each other in turn).
+QUOTA_HOLDERS = """
+WITH RECURSIVE up AS (
+    SELECT n.id, n.parent_id, n.packages_max_bytes, n.packages_max_files, 1 AS depth
+    FROM projects p JOIN namespaces n ON n.id = p.namespace_id WHERE p.id = $1
+  UNION ALL
+    SELECT n.id, n.parent_id, n.packages_max_bytes, n.packages_max_files, up.depth + 1
+    FROM namespaces n JOIN up ON n.id = up.parent_id
+)
+SELECT 'group' AS scope, id, packages_max_bytes AS max_bytes, packages_max_files AS max_files,
+       depth
+FROM up WHERE packages_max_bytes IS NOT NULL OR packages_max_files IS NOT NULL
+UNION ALL
+SELECT 'project', id, packages_max_bytes, packages_max_files, 0 FROM projects WHERE id = $1
+ORDER BY depth DESC
+"""
+
+# Held to the end of the commit's transaction: commits that count against one quota take turns.
+LOCK_QUOTA = "SELECT pg_advisory_xact_lock(hashtextextended('quota/' || $1 || '/' || $2, 7))"
+
+PROJECT_USAGE = """
+SELECT coalesce(sum(size), 0)::bigint AS bytes, count(*) AS files
+FROM package_files WHERE project_id = $1
+"""
+GROUP_USAGE = """
+WITH RECURSIVE down AS (
+    SELECT id FROM namespaces WHERE id = $1
+  UNION ALL
+    SELECT n.id FROM namespaces n JOIN down ON n.parent_id = down.id
+)
+SELECT coalesce(sum(f.size), 0)::bigint AS bytes, count(f.id) AS files
+FROM projects p JOIN package_files f ON f.project_id = p.id
+WHERE p.namespace_id IN (SELECT id FROM down)
+"""
+
+PROJECT_LIMITS = "SELECT packages_max_bytes, packages_max_files FROM projects WHERE id = $1"
+GROUP_LIMITS = ("SELECT packages_max_bytes, packages_max_files FROM namespaces"
+                " WHERE id = $1 AND kind = 'group'")
+SET_PROJECT_LIMITS = """
+UPDATE projects SET packages_max_bytes = $2, packages_max_files = $3 WHERE id = $1
+RETURNING packages_max_bytes, packages_max_files
+"""
+SET_GROUP_LIMITS = """
+UPDATE namespaces SET packages_max_bytes = $2, packages_max_files = $3
+WHERE id = $1 AND kind = 'group'
+RETURNING packages_max_bytes, packages_max_files
+"""
+# Every project and group with a limit of its own, and what it holds (for metrics).
+LIMITED_USAGE = """
+SELECT 'project' AS scope, p.id, p.packages_max_bytes AS max_bytes,
+       p.packages_max_files AS max_files, u.bytes, u.files
+FROM projects p, LATERAL (""" + PROJECT_USAGE.replace("$1", "p.id") + """) u
+WHERE p.packages_max_bytes IS NOT NULL OR p.packages_max_files IS NOT NULL
+UNION ALL
+SELECT 'group', g.id, g.packages_max_bytes, g.packages_max_files, u.bytes, u.files
+FROM namespaces g, LATERAL (""" + GROUP_USAGE.replace("$1", "g.id") + """) u
+WHERE g.packages_max_bytes IS NOT NULL OR g.packages_max_files IS NOT NULL
+"""
+TOTAL_USAGE = "SELECT coalesce(sum(size), 0)::bigint AS bytes, count(*) AS files FROM package_files"
+
+
+async def quota_holders(conn: Conn, project_id: int) -> list[QuotaHolder]:
+    return [QuotaHolder.from_row(r) for r in await conn.fetch(QUOTA_HOLDERS, project_id)]
+
+
+async def lock_quota(conn: Conn, scope: str, holder_id: int) -> None:
+    await conn.execute(LOCK_QUOTA, scope, str(holder_id))
+
+
+async def usage(conn: Conn, scope: str, holder_id: int) -> Usage:
+    row = await conn.fetchrow(PROJECT_USAGE if scope == "project" else GROUP_USAGE, holder_id)
+    return Usage(row["bytes"], row["files"])
+
+
+async def limits(conn: Conn, scope: str, holder_id: int) -> tuple[int | None, int | None] | None:
+    row = await conn.fetchrow(PROJECT_LIMITS if scope == "project" else GROUP_LIMITS, holder_id)
+    return None if row is None else (row[0], row[1])
+
+
+async def set_limits(conn: Conn, scope: str, holder_id: int, max_bytes: int | None,
+                     max_files: int | None) -> tuple[int | None, int | None] | None:
+    row = await conn.fetchrow(SET_PROJECT_LIMITS if scope == "project" else SET_GROUP_LIMITS,
+                              holder_id, max_bytes, max_files)
+    return None if row is None else (row[0], row[1])
+
+
+async def limited_usage(conn: Conn) -> list[tuple[str, int, int | None, int | None, Usage]]:
+    return [(r["scope"], r["id"], r["max_bytes"], r["max_files"], Usage(r["bytes"], r["files"]))
+            for r in await conn.fetch(LIMITED_USAGE)]
+
+
+async def total_usage(conn: Conn) -> Usage:
+    row = await conn.fetchrow(TOTAL_USAGE)
+    return Usage(row["bytes"], row["files"])

@@ -9,14 +9,19 @@ from dataclasses import dataclass
 import asyncpg
 
 from gateway.db.pool import Database
-from gateway.governance import audit, protection
+from gateway.governance import audit, protection, quotas
 from gateway.governance.protection import Actor
+from gateway.governance.quotas import Defaults, QuotaStats
 from gateway.naming import FileTarget
 
 
-async def before_body(db: Database, actor: Actor, project_id: int, target: FileTarget) -> None:
-    """GitLab's ``protect_package!`` of the upload's authorize step."""
+async def before_body(db: Database, actor: Actor, project_id: int, target: FileTarget,
+                      declared_size: int | None, defaults: Defaults,
+                      stats: QuotaStats | None = None) -> None:
+    """GitLab's ``protect_package!`` of the upload's authorize step, then the quotas against
+    the declared size."""
     await protection.check_push(db, actor, project_id, target.package_name)
+    await quotas.check_early(db, project_id, declared_size, defaults, stats)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +29,14 @@ class CommitChecks:
     """``gateway.packages.commit.CommitChecks`` for one caller."""
 
     actor: Actor
+    defaults: Defaults
+    stats: QuotaStats | None = None
 
     async def __call__(self, conn: asyncpg.Connection, project_id: int, package_id: int,
                        target: FileTarget, size: int) -> None:
         await protection.refuse_protected_push(conn, self.actor, project_id,
                                                target.package_name)
+        await quotas.refuse_over_quota(conn, project_id, size, self.defaults, self.stats)
         await audit.record(
             conn, self.actor.principal, "package_published", entity_type="Project",
             entity_id=project_id, message=f"Published {_file_path(target)}",
