@@ -18,6 +18,7 @@ from gateway.api import (
     projects,
     protection_rules,
     quotas,
+    retention,
     tokens,
     users,
 )
@@ -54,6 +55,11 @@ def setup_routes(app: web.Application) -> None:
     r.add_put(_PACKAGES + "/quota", quotas.put_project_quota)
     r.add_get("/api/v4/groups/{id}/packages/quota", quotas.get_group_quota)
     r.add_put("/api/v4/groups/{id}/packages/quota", quotas.put_group_quota)
+    # Retention policies: the project's Maintainers+ (also before the Packages API).
+    r.add_get(_PACKAGES + "/retention", retention.get_policy)
+    r.add_put(_PACKAGES + "/retention", retention.put_policy)
+    r.add_get(_PACKAGES + "/retention/preview", retention.preview)
+    r.add_post(_PACKAGES + "/retention/run", retention.run)
     # Packages API: reads need read_package, deletes destroy_package (Maintainer+).
     r.add_get(_PACKAGES, project_packages.list_project_packages)
     r.add_get(_PACKAGES + "/{package_id}", project_packages.get_package)

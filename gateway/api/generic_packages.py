@@ -213,7 +213,7 @@ async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess
     if row is None:
         raise RecordNotFound()
     if row["needs_download_mark"]:
-        await downloads.mark_downloaded(request.app[keys.db], row["package_id"])
+        await downloads.mark_downloaded(request.app[keys.db], row["package_id"], row["id"])
     return access, row
 
 

@@ -3,9 +3,20 @@ policies follow in their own sections)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import asyncpg
 
-from gateway.models import AuditEvent, AuditFilter, ProtectionRule, QuotaHolder, Usage
+from gateway.models import (
+    AuditEvent,
+    AuditFilter,
+    ProtectionRule,
+    QuotaHolder,
+    RetentionCandidate,
+    RetentionFile,
+    RetentionPolicy,
+    Usage,
+)
 
 Conn = asyncpg.Connection
 
@@ -254,3 +265,104 @@ async def limited_usage(conn: Conn) -> list[tuple[str, int, int | None, int | No
 async def total_usage(conn: Conn) -> Usage:
     row = await conn.fetchrow(TOTAL_USAGE)
     return Usage(row["bytes"], row["files"])
+
+
+# --- retention policies ------------------------------------------------------------------------
+
+GET_RETENTION = "SELECT * FROM package_retention_policies WHERE project_id = $1"
+PUT_RETENTION = """
+INSERT INTO package_retention_policies (project_id, keep_n_latest, name_regex,
+                                        delete_not_downloaded_days, delete_older_than_days,
+                                        include_hidden)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (project_id) DO UPDATE
+SET keep_n_latest = EXCLUDED.keep_n_latest, name_regex = EXCLUDED.name_regex,
+    delete_not_downloaded_days = EXCLUDED.delete_not_downloaded_days,
+    delete_older_than_days = EXCLUDED.delete_older_than_days,
+    include_hidden = EXCLUDED.include_hidden, updated_at = now()
+RETURNING *
+"""
+DUE_RETENTION = """
+SELECT * FROM package_retention_policies
+WHERE $1::boolean OR last_run_at IS NULL OR last_run_at < now() - make_interval(secs => $2)
+ORDER BY project_id
+"""
+RETENTION_RAN = "UPDATE package_retention_policies SET last_run_at = now() WHERE project_id = $1"
+RETENTION_LOCK_KEY = 0x72657465  # "rete"
+TRY_RETENTION_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+
+# The versions a plan looks at: created by ``as_of``, installable (hidden ones only when the
+# policy includes them), ranked newest first within their name, and whether a protection rule
+# guards the name against deletion (such names are never deleted by retention).
+RETENTION_PACKAGES = """
+SELECT p.id, p.name, p.version, p.status, p.created_at,
+       row_number() OVER (PARTITION BY p.name ORDER BY p.created_at DESC, p.id DESC) AS rank,
+       EXISTS (SELECT 1 FROM package_protection_rules r
+               WHERE r.project_id = p.project_id AND r.package_type = 7
+                 AND r.minimum_access_level_for_delete IS NOT NULL
+                 AND p.name ILIKE replace(replace(replace(r.package_name_pattern, '%', '\\%'),
+                                                  '_', '\\_'), '*', '%')) AS protected
+FROM packages p
+WHERE p.project_id = $1 AND p.package_type = 7 AND p.created_at <= $2
+  AND (p.status IN (0, 5) OR ($3 AND p.status = 1))
+"""
+RETENTION_FILES = """
+SELECT id, package_id, file_name, size, created_at, last_downloaded_at
+FROM package_files
+WHERE package_id = ANY($1::bigint[]) AND created_at <= $2 AND status = 0
+ORDER BY package_id, id
+"""
+DELETE_PLANNED_FILES = """
+DELETE FROM package_files WHERE package_id = $1 AND id = ANY($2::bigint[]) RETURNING id, size
+"""
+DELETE_PACKAGE_IF_EMPTY = """
+DELETE FROM packages p WHERE p.id = $1
+  AND NOT EXISTS (SELECT 1 FROM package_files f WHERE f.package_id = p.id)
+RETURNING id
+"""
+
+
+async def get_retention(conn: Conn, project_id: int) -> RetentionPolicy | None:
+    return RetentionPolicy.from_optional(await conn.fetchrow(GET_RETENTION, project_id))
+
+
+async def put_retention(conn: Conn, policy: RetentionPolicy) -> RetentionPolicy:
+    return RetentionPolicy.from_row(await conn.fetchrow(
+        PUT_RETENTION, policy.project_id, policy.keep_n_latest, policy.name_regex,
+        policy.delete_not_downloaded_days, policy.delete_older_than_days,
+        policy.include_hidden))
+
+
+async def due_retention(conn: Conn, interval: float, *, everything: bool
+                        ) -> list[RetentionPolicy]:
+    return [RetentionPolicy.from_row(r)
+            for r in await conn.fetch(DUE_RETENTION, everything, interval)]
+
+
+async def retention_ran(conn: Conn, project_id: int) -> None:
+    await conn.execute(RETENTION_RAN, project_id)
+
+
+async def try_retention_lock(conn: Conn) -> bool:
+    return await conn.fetchval(TRY_RETENTION_LOCK, RETENTION_LOCK_KEY)
+
+
+async def retention_packages(conn: Conn, project_id: int, as_of: dt.datetime,
+                             include_hidden: bool) -> list[RetentionCandidate]:
+    return [RetentionCandidate.from_row(r)
+            for r in await conn.fetch(RETENTION_PACKAGES, project_id, as_of, include_hidden)]
+
+
+async def retention_files(conn: Conn, package_ids: list[int], as_of: dt.datetime
+                          ) -> list[RetentionFile]:
+    return [RetentionFile.from_row(r)
+            for r in await conn.fetch(RETENTION_FILES, package_ids, as_of)]
+
+
+async def delete_planned_files(conn: Conn, package_id: int, file_ids: list[int]) -> int:
+    """The files of the plan that are still there; returns their bytes."""
+    return sum(r["size"] for r in await conn.fetch(DELETE_PLANNED_FILES, package_id, file_ids))
+
+
+async def delete_package_if_empty(conn: Conn, package_id: int) -> bool:
+    return await conn.fetchval(DELETE_PACKAGE_IF_EMPTY, package_id) is not None
