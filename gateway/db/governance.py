@@ -53,14 +53,13 @@ RETURNING *
 DELETE_RULE = "DELETE FROM package_protection_rules WHERE project_id = $1 AND id = $2 RETURNING *"
 
 # Packages::Protection::Rule.for_action_exists?: a rule of this type whose pattern matches and
-# whose minimum for the action is above the caller's level (NULL: that action is not
-# protected by the rule).
-_PROTECTED_FOR = """
+# whose minimum for deleting is above the caller's level (NULL: deletes are not protected by
+# the rule). Pushes are checked by UPLOAD_FACTS below.
+PROTECTED_FOR_DELETE = """
 SELECT EXISTS (SELECT 1 FROM package_protection_rules
-               WHERE project_id = $1 AND package_type = $2 AND {column} > $4
+               WHERE project_id = $1 AND package_type = $2
+                 AND minimum_access_level_for_delete > $4
                  AND """ + _GLOB_MATCHES + ")"
-PROTECTED_FOR_PUSH = _PROTECTED_FOR.format(column="minimum_access_level_for_push")
-PROTECTED_FOR_DELETE = _PROTECTED_FOR.format(column="minimum_access_level_for_delete")
 # Deploy tokens have no level: any matching rule of the type protects the name from them.
 ANY_RULE_MATCHES = """
 SELECT EXISTS (SELECT 1 FROM package_protection_rules
@@ -98,10 +97,10 @@ async def delete_rule(conn: Conn, project_id: int, rule_id: int) -> ProtectionRu
     return ProtectionRule.from_optional(await conn.fetchrow(DELETE_RULE, project_id, rule_id))
 
 
-async def protected_for(conn: Conn, action: str, project_id: int, package_type: int,
-                        package_name: str, level: int) -> bool:
-    query = PROTECTED_FOR_PUSH if action == "push" else PROTECTED_FOR_DELETE
-    return await conn.fetchval(query, project_id, package_type, package_name, level)
+async def protected_for_delete(conn: Conn, project_id: int, package_type: int,
+                               package_name: str, level: int) -> bool:
+    return await conn.fetchval(PROTECTED_FOR_DELETE, project_id, package_type, package_name,
+                               level)
 
 
 async def any_rule_matches(conn: Conn, project_id: int, package_type: int,
@@ -170,21 +169,32 @@ async def get_audit_event(conn: Conn, f: AuditFilter, event_id: int) -> AuditEve
 
 # --- storage quotas ----------------------------------------------------------------------------
 
-# The project's own limits and those of every group above it that has one, outermost group
-# first (the order quota locks are taken in, so two commits never wait on each other in turn).
-QUOTA_HOLDERS = """
+# What an upload must pass, in one round trip: whether a protection rule refuses the push ($3
+# the caller's role; NULL for a deploy token, which any matching rule of the type stops; $4
+# false for administrators, whom no rule stops), and the quota holders: the project (its own
+# limits) and every group above it that has a limit, outermost first (the order quota locks
+# are taken in, so two commits never wait on each other in turn).
+UPLOAD_FACTS = """
 WITH RECURSIVE up AS (
     SELECT n.id, n.parent_id, n.packages_max_bytes, n.packages_max_files, 1 AS depth
     FROM projects p JOIN namespaces n ON n.id = p.namespace_id WHERE p.id = $1
   UNION ALL
     SELECT n.id, n.parent_id, n.packages_max_bytes, n.packages_max_files, up.depth + 1
     FROM namespaces n JOIN up ON n.id = up.parent_id
+), holders AS (
+    SELECT 'group' AS scope, id, packages_max_bytes AS max_bytes,
+           packages_max_files AS max_files, depth
+    FROM up WHERE packages_max_bytes IS NOT NULL OR packages_max_files IS NOT NULL
+  UNION ALL
+    SELECT 'project', id, packages_max_bytes, packages_max_files, 0 FROM projects WHERE id = $1
 )
-SELECT 'group' AS scope, id, packages_max_bytes AS max_bytes, packages_max_files AS max_files,
-       depth
-FROM up WHERE packages_max_bytes IS NOT NULL OR packages_max_files IS NOT NULL
-UNION ALL
-SELECT 'project', id, packages_max_bytes, packages_max_files, 0 FROM projects WHERE id = $1
+SELECT holders.*, $4::boolean AND EXISTS (
+    SELECT 1 FROM package_protection_rules
+    WHERE project_id = $1 AND package_type = 7
+      AND ($3::integer IS NULL OR minimum_access_level_for_push > $3)
+      AND $2 ILIKE replace(replace(replace(package_name_pattern, '%', '\\%'), '_', '\\_'),
+                           '*', '%')) AS protected
+FROM holders
 ORDER BY depth DESC
 """
 
@@ -232,8 +242,11 @@ WHERE g.packages_max_bytes IS NOT NULL OR g.packages_max_files IS NOT NULL
 TOTAL_USAGE = "SELECT coalesce(sum(size), 0)::bigint AS bytes, count(*) AS files FROM package_files"
 
 
-async def quota_holders(conn: Conn, project_id: int) -> list[QuotaHolder]:
-    return [QuotaHolder.from_row(r) for r in await conn.fetch(QUOTA_HOLDERS, project_id)]
+async def upload_facts(conn: Conn, project_id: int, package_name: str, level: int | None,
+                       check_rules: bool) -> tuple[bool, list[QuotaHolder]]:
+    """(push protected, quota holders outermost first) for an upload into the project."""
+    rows = await conn.fetch(UPLOAD_FACTS, project_id, package_name, level, check_rules)
+    return (bool(rows and rows[0]["protected"]), [QuotaHolder.from_row(r) for r in rows])
 
 
 async def lock_quota(conn: Conn, scope: str, holder_id: int) -> None:

@@ -7,8 +7,9 @@ Race-free: the commit takes each quota's advisory lock (outermost group first, t
 last) inside its transaction, then sums what is committed and adds the new file. Commits that
 count against one quota take turns on every gateway, so no two of them can both squeeze into
 the last bytes. The sums read an index only (``package_files (project_id) INCLUDE (size)``);
-projects without any limit pay one query. Before the body is read the same sums, without the
-lock, refuse an upload whose ``Content-Length`` (or the file count) already does not fit.
+the limits come with the protection check in the upload's one query (``gateway.governance.gate``),
+so projects without any limit pay nothing more. Before the body is read the same sums, without
+the lock, refuse an upload whose ``Content-Length`` (or the file count) already does not fit.
 """
 
 from __future__ import annotations
@@ -72,9 +73,13 @@ def _over(limits: tuple[int | None, int | None], used: Usage, size: int) -> bool
             or (max_files is not None and used.files + 1 > max_files))
 
 
-async def _check(conn: asyncpg.Connection, project_id: int, size: int, defaults: Defaults,
-                 stats: QuotaStats | None, *, locked: bool) -> None:
-    for holder in await q.quota_holders(conn, project_id):
+async def check_holders(conn: asyncpg.Connection, holders: list[QuotaHolder], size: int,
+                        defaults: Defaults, stats: QuotaStats | None, *, locked: bool) -> None:
+    """Refuse an upload of ``size`` bytes that one of the quotas above it cannot take.
+
+    ``locked``: in the commit's transaction, each quota's lock is taken before its sum, which
+    makes the answer authoritative; without, the early check before the body is read."""
+    for holder in holders:
         limits = _effective(holder, defaults)
         if limits == (None, None):
             continue
@@ -84,19 +89,6 @@ async def _check(conn: asyncpg.Connection, project_id: int, size: int, defaults:
             if stats is not None:
                 stats.refused(holder.scope, "commit" if locked else "early")
             raise QuotaExceeded()
-
-
-async def refuse_over_quota(conn: asyncpg.Connection, project_id: int, size: int,
-                            defaults: Defaults, stats: QuotaStats | None = None) -> None:
-    """In the commit's transaction, under the quotas' locks: authoritative."""
-    await _check(conn, project_id, size, defaults, stats, locked=True)
-
-
-async def check_early(db: Database, project_id: int, declared: int | None, defaults: Defaults,
-                      stats: QuotaStats | None = None) -> None:
-    """Before the body: a declared size (or one more file) that already does not fit."""
-    async with db.connection() as conn:
-        await _check(conn, project_id, declared or 0, defaults, stats, locked=False)
 
 
 # --- reading and setting limits ---------------------------------------------------------------

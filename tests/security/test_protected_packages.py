@@ -248,3 +248,13 @@ async def test_maintainer_of_another_project_gets_404(client, world: World) -> N
     token = await world.token(someone.id)
     resp = await client.get(RULES.format(pid=world.project_id), headers=hdr(token))
     assert (resp.status, await resp.json()) == (404, {"message": "404 Project Not Found"})
+
+
+async def test_only_administrators_may_post_feature_flags(client, world: World) -> None:
+    url = "/api/v4/features/packages_protected_packages"
+    resp = await client.post(url, json={"value": True}, headers=hdr(world.tokens["owner"]))
+    assert (resp.status, await resp.json()) == (403, {"message": "403 Forbidden"})
+    assert (await client.post(url, json={"value": True})).status == 401
+    resp = await client.post(url, json={"value": True}, headers=hdr(world.admin_token))
+    assert resp.status == 201
+    assert (await resp.json())["state"] == "on"
