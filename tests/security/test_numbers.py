@@ -36,7 +36,8 @@ def _routes() -> list[tuple[str, str]]:
 
 
 ROUTES = _routes()
-NUMBER_PARAMS = ("id", "package_id", "package_file_id", "user_id", "token_id", "job_token_id")
+NUMBER_PARAMS = ("id", "package_id", "package_file_id", "user_id", "token_id", "job_token_id",
+                 "package_protection_rule_id", "audit_event_id")
 
 
 def _fill(template: str, world: World, bad: tuple[str, str] | None) -> str:
@@ -51,6 +52,8 @@ def _fill(template: str, world: World, bad: tuple[str, str] | None) -> str:
             "id": "acme" if groups else str(world.project_id), "tail": "pkg/1.0/f.txt",
             "source": "projects", "all": "all", "package_id": "1", "package_file_id": "1",
             "user_id": "2", "token_id": "1", "job_token_id": "1",
+            "package_protection_rule_id": "1", "audit_event_id": "1", "sep": "/",
+            "name": "packages_protected_packages",
         }[name]
 
     return re.sub(r"\{([^}]+)\}", value, template)
