@@ -18,6 +18,7 @@ from gateway.api import (
     projects,
     protection_rules,
     quotas,
+    resumable,
     retention,
     tokens,
     users,
@@ -26,6 +27,7 @@ from gateway.errors import GatewayError
 
 _GENERIC = "/api/v4/projects/{id}/packages/generic/{tail:.+}"
 _PACKAGES = "/api/v4/projects/{id}/packages"
+_SESSION = _PACKAGES + "/uploads/{session_id}"
 
 
 class ApiV3Gone(GatewayError):
@@ -43,8 +45,19 @@ async def api_v3(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     r = app.router
     # Generic packages: write = Developer+ or a write deploy token; read = read_package.
-    r.add_route("PUT", _GENERIC, generic_packages.put_file,
+    # A PUT that carries Upload-Complete is an IETF resumable upload (same checks as a PUT).
+    r.add_route("PUT", _GENERIC, resumable.put_or_create,
                 expect_handler=generic_packages.expect_nothing_yet)
+    # Resumable uploads (tus 1.0, IETF): created at the file, continued at the session's URL;
+    # every request needs what a PUT needs.
+    r.add_route("POST", _GENERIC, resumable.create_upload,
+                expect_handler=generic_packages.expect_nothing_yet)
+    r.add_route("OPTIONS", _GENERIC, resumable.tus_options)
+    r.add_route("HEAD", _SESSION, resumable.session_head)
+    r.add_route("PATCH", _SESSION, resumable.session_patch,
+                expect_handler=generic_packages.expect_nothing_yet)
+    r.add_route("DELETE", _SESSION, resumable.session_delete)
+    r.add_route("OPTIONS", _SESSION, resumable.tus_options)
     r.add_route("GET", _GENERIC, generic_packages.get_file)
     r.add_route("HEAD", _GENERIC, generic_packages.head_file)
     # Delete by path (a file, or a whole version): destroy_package, as the Packages API.

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
 
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
-from gateway.models import PackageFile
+from gateway.models import Package, PackageFile
 from gateway.naming import FileTarget
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
 from gateway.storage import ObjectStore
@@ -32,6 +32,9 @@ log = logging.getLogger("gateway.packages")
 # commit's transaction under the version's lock, right before the file row is written:
 # (conn, project_id, package_id, target, size); raising refuses the commit.
 CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
+# A precondition the commit applies under the version's advisory lock, given the live package
+# (None when the version has none yet); it raises to refuse the file (conditional uploads).
+CommitCondition = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -51,6 +54,7 @@ async def commit_file(
     status: str | None,
     creator_id: int | None,
     checks: CommitChecks | None = None,
+    conditions: Sequence[CommitCondition] = (),
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
@@ -69,7 +73,7 @@ async def commit_file(
             await tx.start()
             try:
                 row = await _insert_file(conn, project_id, target, stored, status, creator_id,
-                                         checks)
+                                         checks, conditions)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -94,6 +98,7 @@ async def _insert_file(
     status: str | None,
     creator_id: int | None,
     checks: CommitChecks | None,
+    conditions: Sequence[CommitCondition],
 ) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
@@ -101,6 +106,8 @@ async def _insert_file(
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
+    for condition in conditions:
+        await condition(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
     if pkg is None:
         pkg = await q.insert_package(
@@ -135,3 +142,9 @@ async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
             await q.delete_pending_upload(conn, key)
     except Exception as exc:
         log.warning("could not drop the pending row of %s: %s", key, exc)
+
+
+async def discard_object(db: Database, store: ObjectStore, key: str) -> None:
+    """An uploaded object that will not be committed (refused after its body arrived): remove
+    it and its pending row; if the store fails, the sweeper finishes the job."""
+    await _remove_orphan(db, store, key)

@@ -53,8 +53,7 @@ async def delete_package(db: Database, actor: Actor, project_id: int, package_id
     async with db.transaction() as conn:
         await refuse_protected_delete(conn, actor, project_id, pkg.name)
         if not await _delete_whole_package(conn, pkg):
-            raise RecordNotFound()
-        await _audit(conn, actor, pkg)  # deleted meanwhile
+            raise RecordNotFound()  # deleted meanwhile
         await _audit(conn, actor, pkg)
 
 

@@ -60,9 +60,7 @@ CREATE TABLE package_retention_policies (
     delete_older_than_days         integer CHECK (delete_older_than_days > 0),
     include_hidden                 boolean NOT NULL DEFAULT false,
     created_at                     timestamptz NOT NULL DEFAULT now(),
-    updated_at                     timestamptz NOT NULL DEFAULT now(),
-    -- The periodic runner's last run of this policy (GATEWAY_RETENTION_INTERVAL apart).
-    last_run_at                    timestamptz
+    updated_at                     timestamptz NOT NULL DEFAULT now()
 );
--- A file's last download, written at most once a day per file (gateway/db/packages.py).
+-- A file's last download, written at most once a day per file (see gateway.packages.downloads).
 ALTER TABLE package_files ADD COLUMN last_downloaded_at timestamptz;
