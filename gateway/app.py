@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -19,6 +20,8 @@ from gateway.db.migrate import latest_version
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
 from gateway.errors import middleware as error_middleware
+from gateway.governance import retention
+from gateway.governance.quotas import QuotaStats
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
 from gateway.loopwatch import HealthListener, LoopWatch
@@ -54,6 +57,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
         "lingering_time": 1.0,
     })
     app[keys.settings] = settings
+    app[keys.quota_stats] = QuotaStats()
     if metrics is not None:
         app[keys.metrics] = metrics
     app.on_response_prepare.append(requestids.on_response_prepare)
@@ -64,6 +68,7 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_deletion_worker)
     app.cleanup_ctx.append(_identity)
     app.cleanup_ctx.append(_observed)
+    app.cleanup_ctx.append(_retention)
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     if settings.ui:
@@ -171,22 +176,39 @@ async def _observed(app: web.Application) -> AsyncIterator[None]:
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.watch(db=app[keys.db], store=app[keys.store], buffers=app[keys.buffers],
                       uploads=app[keys.uploads].stats, deletions=app[keys.deletions],
-                      loop=app[keys.loop_watch])
+                      loop=app[keys.loop_watch], quotas=app[keys.quota_stats])
     yield
 
 
-async def _sweeper(app: web.Application) -> AsyncIterator[None]:
-    """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
-    settings = app[keys.settings]
-    metrics = app.get(keys.metrics)
-    task = asyncio.create_task(
-        run_sweeper(app[keys.db], app[keys.store], settings.stale_upload_seconds,
-                    metrics.sweep_done if metrics is not None else None),
-        name="sweeper",
-    )
+@contextlib.asynccontextmanager
+async def _background(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+    """A task for the app's lifetime, cancelled (and awaited) at cleanup."""
+    task = asyncio.create_task(work, name=name)
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _retention(app: web.Application) -> AsyncIterator[None]:
+    """Every instance runs the retention policies every GATEWAY_RETENTION_INTERVAL; a
+    PostgreSQL advisory lock makes one of them the leader of each round."""
+    interval = app[keys.settings].retention_interval
+    if interval <= 0:
+        yield
+        return
+    async with _background(retention.run_periodically(
+            app[keys.db], interval, app[keys.deletions].wake), "retention"):
+        yield
+
+
+async def _sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Every instance sweeps stale pending uploads (one at a time, under an advisory lock)."""
+    settings = app[keys.settings]
+    metrics = app.get(keys.metrics)
+    async with _background(run_sweeper(
+            app[keys.db], app[keys.store], settings.stale_upload_seconds,
+            metrics.sweep_done if metrics is not None else None), "sweeper"):
+        yield

@@ -85,6 +85,16 @@ def cmd_sweep(settings: config.Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(settings: config.Settings, args: argparse.Namespace) -> int:
+    from gateway.governance.retention import run_once
+
+    if not settings.database_url:
+        raise config.ConfigError("GATEWAY_DATABASE_URL is required (a PostgreSQL DSN)")
+    print(_run(run_once(settings, dry_run=args.dry_run,
+                        progress=lambda line: print(line, flush=True))))
+    return 0
+
+
 def cmd_dev(settings: config.Settings, args: argparse.Namespace) -> int:
     from gateway.devtools.dev import run_dev
 
@@ -133,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = admin.add_parser("sweep-uploads", help="abort stale pending uploads now")
     sweep.add_argument("--dry-run", action="store_true", help="only list what would be aborted")
     sweep.set_defaults(func=cmd_sweep)
+    retention = admin.add_parser("retention", help="the projects' package retention policies")
+    retention_commands = retention.add_subparsers(dest="retention_command", required=True)
+    run = retention_commands.add_parser(
+        "run", help="apply every project's retention policy now (a progress line per project)")
+    run.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
+    run.set_defaults(func=cmd_retention)
     return parser
 
 

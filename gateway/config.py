@@ -165,6 +165,13 @@ class Settings:
     health_port: int | None = None
     # The event loop not running for this long is a stall: logged with its stack, health red.
     loop_stall_seconds: float = 1.0
+    # The instance's default storage quota of a project without one of its own (package file
+    # bytes and count); 0: none.
+    packages_quota_bytes: int = 0
+    packages_quota_files: int = 0
+    # How often the retention runner applies the projects' retention policies, seconds; 0: never
+    # by itself (``gateway admin retention run`` still works).
+    retention_interval: float = 3600.0
     # The web UI under /-/ui/ (and / redirecting browsers there); sessions last this long.
     ui: bool = True
     ui_session_hours: int = 12
@@ -225,6 +232,9 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_METRICS_TOKEN": ("metrics_token", str),
     "GATEWAY_HEALTH_PORT": ("health_port", parse_int),
     "GATEWAY_LOOP_STALL_SECONDS": ("loop_stall_seconds", parse_float),
+    "GATEWAY_PACKAGES_QUOTA_BYTES": ("packages_quota_bytes", parse_size),
+    "GATEWAY_PACKAGES_QUOTA_FILES": ("packages_quota_files", parse_int),
+    "GATEWAY_RETENTION_INTERVAL": ("retention_interval", parse_float),
 }
 
 ENV_VARIABLES = tuple(_ENV)
@@ -312,6 +322,10 @@ def validate(s: Settings) -> None:
         raise bad("s3_request_deadline", "must be more than 0 seconds")
     if s.metrics_token is not None and len(s.metrics_token) < 16:
         raise bad("metrics_token", "must be at least 16 characters (a random secret)")
+    if s.packages_quota_files < 0:
+        raise bad("packages_quota_files", "must not be negative (0 means no limit)")
+    if s.retention_interval < 0:
+        raise bad("retention_interval", "must not be negative (0: no periodic runs)")
     if not 1 <= s.ui_session_hours <= 24 * 30:
         raise bad("ui_session_hours", "must be between 1 and 720 (30 days)")
     if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):

@@ -9,6 +9,7 @@ from gateway.buffers import BufferPool
 from gateway.config import Settings
 from gateway.db.pool import Database
 from gateway.deletions import DeletionWorker
+from gateway.governance.quotas import QuotaStats
 from gateway.hashing import HashPools
 from gateway.identity.context import Services
 from gateway.loopwatch import LoopWatch
@@ -31,3 +32,4 @@ metrics = web.AppKey("metrics", Metrics)  # absent with GATEWAY_METRICS=false
 worker_peers = web.AppKey("worker_peers", WorkerPeers)
 readiness = web.AppKey("readiness", Readiness)
 loop_watch = web.AppKey("loop_watch", LoopWatch)
+quota_stats = web.AppKey("quota_stats", QuotaStats)

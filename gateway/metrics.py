@@ -65,7 +65,11 @@ _UPLOAD_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1
 _SIZE_BUCKETS = tuple(float(2**n) for n in (10, 16, 20, 23, 26, 30, 33, 36, 40, 42))
 # Gauges whose instance-wide figure is the worst worker's, not the sum.
 _MAX_GAUGES = frozenset({"packgate_event_loop_lag_seconds",
-                         "packgate_event_loop_max_lag_seconds"})
+                         "packgate_event_loop_max_lag_seconds",
+                         # read from the database: every worker reports the same figure
+                         "packgate_packages_stored_bytes", "packgate_package_files_stored",
+                         "packgate_quota_used_bytes", "packgate_quota_limit_bytes",
+                         "packgate_quota_used_files"})
 _PEER_TIMEOUT = 2.0
 
 
@@ -209,6 +213,8 @@ class _State:
             queue.add_metric(["deleted"], deletions.deleted)
             queue.add_metric(["failed"], deletions.failed)
             yield queue
+        if (quotas := src.get("quotas")) is not None:
+            yield from _quota_metrics(quotas)
         if (loop := src.get("loop")) is not None:
             state = loop.state()  # gateway/loopwatch.py
             yield _gauge("packgate_event_loop_lag_seconds", "How late the event loop last ran "
@@ -217,6 +223,38 @@ class _State:
                          "process started", state.max_lag)
             yield _counter("packgate_event_loop_stalls", "Times the event loop did not run for "
                            "GATEWAY_LOOP_STALL_SECONDS (logged with its stack)", state.stalls)
+
+
+def _quota_metrics(stats: Any) -> Iterator[Metric]:
+    """Storage quotas (gateway/governance/quotas.py): refusals counted by this process, and
+    the usage last read (at most 30 s old, read by the scrape): every project and group with a
+    limit of its own (bounded by what administrators configured), and the instance's total."""
+    refusals = CounterMetricFamily(
+        "packgate_quota_refusals", "Uploads refused by a storage quota, by the quota's scope "
+        "(project, group) and stage (early: from Content-Length; commit)",
+        labels=["scope", "stage"])
+    for (scope, stage), count in sorted(stats.refusals.items()):
+        refusals.add_metric([scope, stage], count)
+    yield refusals
+    if stats.total is None:
+        return
+    yield _gauge("packgate_packages_stored_bytes", "Bytes of all package files",
+                 stats.total.bytes)
+    yield _gauge("packgate_package_files_stored", "Package files stored", stats.total.files)
+    used = GaugeMetricFamily("packgate_quota_used_bytes", "Bytes held by a project or group "
+                             "with a storage quota of its own", labels=["scope", "id"])
+    limit = GaugeMetricFamily("packgate_quota_limit_bytes", "Its byte limit",
+                              labels=["scope", "id"])
+    files = GaugeMetricFamily("packgate_quota_used_files", "Files held by a project or group "
+                              "with a storage quota of its own", labels=["scope", "id"])
+    for scope, holder_id, max_bytes, _max_files, usage in stats.limited:
+        used.add_metric([scope, str(holder_id)], usage.bytes)
+        files.add_metric([scope, str(holder_id)], usage.files)
+        if max_bytes is not None:
+            limit.add_metric([scope, str(holder_id)], max_bytes)
+    yield used
+    yield limit
+    yield files
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -340,3 +340,60 @@ class AuditFilter:
     author_id: int | None = None
     created_after: dt.datetime | None = None
     created_before: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaHolder(_FromRow):
+    """A project, or a group above it, with its storage limits (None: none of its own)."""
+
+    scope: str  # "project" | "group"
+    id: int
+    max_bytes: int | None = None
+    max_files: int | None = None
+    depth: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What package files take: bytes and count."""
+
+    bytes: int
+    files: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy(_FromRow):
+    """A project's retention policy (None: that rule is off)."""
+
+    project_id: int
+    keep_n_latest: int | None = None
+    name_regex: str | None = None
+    delete_not_downloaded_days: int | None = None
+    delete_older_than_days: int | None = None
+    include_hidden: bool = False
+    updated_at: dt.datetime | None = None
+    last_run_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionCandidate(_FromRow):
+    """A version a retention plan looks at: its rank among its name's versions (1: newest)
+    and whether a protection rule guards its name against deletion."""
+
+    id: int
+    name: str
+    version: str
+    status: int
+    created_at: dt.datetime
+    rank: int
+    protected: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionFile(_FromRow):
+    id: int
+    package_id: int
+    file_name: str
+    size: int
+    created_at: dt.datetime
+    last_downloaded_at: dt.datetime | None = None

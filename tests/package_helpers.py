@@ -89,3 +89,17 @@ def bucket_keys(s3, bucket: str) -> set[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         keys.update(o["Key"] for o in page.get("Contents", []))
     return keys
+
+
+async def status_before_body(client, url: str, headers: dict[str, str], length: int) -> bytes:
+    """The status line a ``PUT`` with ``Expect: 100-continue`` gets before it sends its body
+    (a refusal comes instead of ``100 Continue``)."""
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"PUT {url} HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {length}\r\n"
+                 "Expect: 100-continue\r\n\r\n".encode())
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()

@@ -180,3 +180,19 @@ async def test_one_event_by_id(client, world: World) -> None:
     resp = await client.get(f"{project_events(world)}/{event['id'] + 1}",
                             headers=hdr(world.admin_token))
     assert (resp.status, await resp.json()) == (404, {"message": "404 Not found"})
+
+
+async def test_project_and_group_settings_changes_are_recorded(client, world: World) -> None:
+    resp = await client.put(f"/api/v4/projects/{world.project_id}",
+                            json={"description": "tools of acme"},
+                            headers=hdr(world.tokens["maintainer"]))
+    assert resp.status == 200
+    [event] = await events(client, world, project_events(world))
+    assert event["event_name"] == "project_settings_updated"
+    assert (event["details"]["description_from"], event["details"]["description"]) == (
+        "", "tools of acme")
+    resp = await client.put("/api/v4/groups/acme", json={"description": "acme"},
+                            headers=hdr(world.admin_token))
+    assert resp.status == 200
+    [event] = await events(client, world, "/api/v4/groups/acme/audit_events")
+    assert event["event_name"] == "group_settings_updated"

@@ -17,7 +17,9 @@ from gateway.api import (
     project_packages,
     projects,
     protection_rules,
+    quotas,
     resumable,
+    retention,
     tokens,
     users,
 )
@@ -60,6 +62,17 @@ def setup_routes(app: web.Application) -> None:
     r.add_route("HEAD", _GENERIC, generic_packages.head_file)
     # Delete by path (a file, or a whole version): destroy_package, as the Packages API.
     r.add_route("DELETE", _GENERIC, generic_packages.delete_by_path)
+    # Storage quotas: read by a project's Reporters / a group's Maintainers, set by admins
+    # (before the Packages API, whose /packages/{package_id} would take "quota").
+    r.add_get(_PACKAGES + "/quota", quotas.get_project_quota)
+    r.add_put(_PACKAGES + "/quota", quotas.put_project_quota)
+    r.add_get("/api/v4/groups/{id}/packages/quota", quotas.get_group_quota)
+    r.add_put("/api/v4/groups/{id}/packages/quota", quotas.put_group_quota)
+    # Retention policies: the project's Maintainers+ (also before the Packages API).
+    r.add_get(_PACKAGES + "/retention", retention.get_policy)
+    r.add_put(_PACKAGES + "/retention", retention.put_policy)
+    r.add_get(_PACKAGES + "/retention/preview", retention.preview)
+    r.add_post(_PACKAGES + "/retention/run", retention.run)
     # Packages API: reads need read_package, deletes destroy_package (Maintainer+).
     r.add_get(_PACKAGES, project_packages.list_project_packages)
     r.add_get(_PACKAGES + "/{package_id}", project_packages.get_package)

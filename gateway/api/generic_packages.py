@@ -27,7 +27,7 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
-from gateway.governance import gate
+from gateway.governance import gate, quotas
 from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.models import PackageFile
@@ -182,11 +182,14 @@ async def put_file(request: web.Request) -> web.Response:
     target = naming.file_target(generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
-    actor = Actor.of(who, access)
-    await gate.before_body(app[keys.db], actor, access.project_id, target)
     size = request.content_length if "chunked" not in request.headers.get(
         "Transfer-Encoding", ""
     ).lower() else None
+    actor = Actor.of(who, access)
+    defaults = quotas.Defaults(settings.packages_quota_bytes, settings.packages_quota_files)
+    stats = app.get(keys.quota_stats)
+    await gate.before_body(app[keys.db], actor, access.project_id, target, size, defaults,
+                           stats)
     uploads.check_declared_size(size, settings.max_file_size)
     ctx = app[keys.uploads]
     key = new_object_key()
@@ -212,7 +215,7 @@ async def put_file(request: web.Request) -> web.Response:
     await digests.check_stored(app[keys.db], app[keys.store], stored, declared)
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
-        status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor),
+        status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor, defaults, stats),
         conditions=conditional.commit_checks(target, condition),
     )
     if (metrics := app.get(keys.metrics)) is not None:
@@ -246,7 +249,7 @@ async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess
     if row is None:
         raise RecordNotFound()
     if row["needs_download_mark"]:
-        await downloads.mark_downloaded(request.app[keys.db], row["package_id"])
+        await downloads.mark_downloaded(request.app[keys.db], row["package_id"], row["id"])
     return access, row
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway import keys
 from gateway.api import caller, entities, pagination
 from gateway.api.params import as_bool, as_choice, as_int, as_str, read_params
 from gateway.enums import REGISTRY_LEVELS, VISIBILITIES
@@ -16,6 +17,7 @@ from gateway.errors import (
     ValidationFailed,
     json_response,
 )
+from gateway.governance import quotas
 from gateway.identity import projects
 from gateway.identity.paths import path_from_name
 
@@ -112,7 +114,19 @@ async def list_group_projects(request: web.Request) -> web.Response:
 async def get_project(request: web.Request) -> web.Response:
     who = await caller.caller(request)
     row = await projects.get(caller.services(request), who, request.match_info["id"])
-    return json_response(_render(request, row))
+    body = _render(request, row)
+    # ``statistics=true``: GitLab's ProjectStatistics, for Reporters and up. packgate stores
+    # packages only, so packages_size is also storage_size and every other size is 0.
+    if as_bool(request.query, "statistics"):  # type: ignore[arg-type]
+        used = await quotas.statistics(request.app[keys.db], who, row)
+        if used is not None:
+            body["statistics"] = {
+                "commit_count": 0, "storage_size": used.bytes, "repository_size": 0,
+                "wiki_size": 0, "lfs_objects_size": 0, "job_artifacts_size": 0,
+                "pipeline_artifacts_size": 0, "packages_size": used.bytes, "snippets_size": 0,
+                "uploads_size": 0, "container_registry_size": 0,
+            }
+    return json_response(body)
 
 
 async def update_project(request: web.Request) -> web.Response:

@@ -31,6 +31,8 @@ from gateway.api.generic_packages import (
 )
 from gateway.api.present import package_file_record
 from gateway.errors import API_HEADERS, BadRequest, GatewayError, json_response
+from gateway.governance import gate, quotas
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.packages import duplicates
 from gateway.resumable import engine
@@ -170,12 +172,33 @@ def _upload_limit(request: web.Request, session: engine.Session | None) -> str:
     return ", ".join(limits)
 
 
-async def _writer(request: web.Request) -> policy.ProjectAccess:
+async def _writer(request: web.Request) -> tuple[auth.Principal, policy.ProjectAccess]:
     """The caller may write packages of the project in the URL (a PUT's checks)."""
     who = await authenticate(request, "PUT")
     if who.anonymous:
         raise auth.Unauthorized()
-    return policy.require_create_package(who, await project_access(request, who))
+    return who, policy.require_create_package(who, await project_access(request, who))
+
+
+def _governance(request: web.Request, who: auth.Principal, access: policy.ProjectAccess
+                ) -> tuple[Actor, quotas.Defaults, gate.CommitChecks]:
+    """What a PUT passes (protection rules, quotas, the audit event), for this caller."""
+    settings = request.app[keys.settings]
+    actor = Actor.of(who, access)
+    defaults = quotas.Defaults(settings.packages_quota_bytes, settings.packages_quota_files)
+    return actor, defaults, gate.CommitChecks(actor, defaults,
+                                              request.app.get(keys.quota_stats))
+
+
+async def _before_body(request: web.Request, who: auth.Principal,
+                       access: policy.ProjectAccess, target: naming.FileTarget,
+                       length: int | None) -> gate.CommitChecks:
+    """A session is refused at its creation as a PUT would be: a protected name, or a
+    declared length that no quota above the project can take."""
+    actor, defaults, checks = _governance(request, who, access)
+    await gate.before_body(request.app[keys.db], actor, access.project_id, target, length,
+                           defaults, request.app.get(keys.quota_stats))
+    return checks
 
 
 def _lifetime(request: web.Request) -> float:
@@ -226,6 +249,7 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     if with_body and content_type != TUS_CONTENT_TYPE:
         raise UnsupportedMediaType(TUS_CONTENT_TYPE)
     checksum = _tus_checksum(request)
+    checks = await _before_body(request, who, access, target, length)
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
     session = await engine.create(
         app[keys.uploads], access.project_id, target, status=status, creator_id=who.user_id,
@@ -237,13 +261,13 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
             done = await engine.append(
                 app[keys.uploads], session.id, access.project_id, body, offset=0,
                 content_length=content_length, checksum=checksum,
-                lifetime_seconds=_lifetime(request))
+                lifetime_seconds=_lifetime(request), checks=checks)
         session = done.session
     return web.Response(status=201, headers={**_tus_headers(session), "Location": location})
 
 
 async def session_head(request: web.Request) -> web.Response:
-    access = await _writer(request)
+    _, access = await _writer(request)
     session = await engine.find(request.app[keys.db], request.match_info["session_id"],
                                 access.project_id)
     if _tus(request):
@@ -253,7 +277,7 @@ async def session_head(request: web.Request) -> web.Response:
 
 async def session_patch(request: web.Request) -> web.Response:
     tus = _tus(request)
-    access = await _writer(request)
+    who, access = await _writer(request)
     wanted = TUS_CONTENT_TYPE if tus else IETF_CONTENT_TYPE
     content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
     if content_type != wanted and (tus or content_type):
@@ -270,7 +294,7 @@ async def session_patch(request: web.Request) -> web.Response:
             body, offset=offset, content_length=_content_length(request), complete=complete,
             length=_header_int(request, "Upload-Length"),
             checksum=_tus_checksum(request) if tus else None,
-            lifetime_seconds=_lifetime(request))
+            lifetime_seconds=_lifetime(request), checks=_governance(request, who, access)[2])
     if tus:
         return web.Response(status=204, headers=_tus_headers(done.session))
     return _ietf_answer(request, done)
@@ -278,7 +302,7 @@ async def session_patch(request: web.Request) -> web.Response:
 
 async def session_delete(request: web.Request) -> web.Response:
     tus = _tus(request)
-    access = await _writer(request)
+    _, access = await _writer(request)
     await engine.terminate(request.app[keys.uploads], request.match_info["session_id"],
                            access.project_id)
     return web.Response(status=204, headers=_tus_headers() if tus else dict(API_HEADERS))
@@ -312,6 +336,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     length = _header_int(request, "Upload-Length")
     if complete and content_length is not None:
         length = content_length if length is None else length
+    checks = await _before_body(request, who, access, target, length)
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
     session = await engine.create(
         app[keys.uploads], access.project_id, target, status=status, creator_id=who.user_id,
@@ -330,7 +355,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
         done = await engine.append(
             app[keys.uploads], session.id, access.project_id, body, offset=0,
             content_length=content_length, complete=complete, length=length,
-            lifetime_seconds=_lifetime(request))
+            lifetime_seconds=_lifetime(request), checks=checks)
     response = _ietf_answer(request, done, select=select)
     response.headers["Location"] = location
     return response

@@ -207,9 +207,12 @@ _FILE_TO_SERVE = """
 SELECT f.id, f.package_id, f.file_name, f.size, f.file_md5, f.file_sha1, f.file_sha256,
        f.object_key, f.created_at,
        -- GitLab sets last_downloaded_at on every download; once a minute is enough here and
-       -- keeps a write off the hot path of busy files.
+       -- keeps a write off the hot path of busy files. The file's own mark (retention's "not
+       -- downloaded for N days") is written at most once a day.
        (p.last_downloaded_at IS NULL
-        OR p.last_downloaded_at < now() - interval '1 minute') AS needs_download_mark
+        OR p.last_downloaded_at < now() - interval '1 minute'
+        OR f.last_downloaded_at IS NULL
+        OR f.last_downloaded_at < now() - interval '1 day') AS needs_download_mark
 FROM packages p JOIN package_files f ON f.package_id = p.id
 WHERE p.project_id = {project} AND p.name = {name} AND p.version = {version}
   AND p.package_type = 7 AND p.status = ANY({statuses}::smallint[])
@@ -242,7 +245,13 @@ def _file_for_caller(project_query: str, first: int) -> str:
 FILE_FOR_CALLER_BY_ID = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_ID, 3)
 FILE_FOR_CALLER_BY_PATH = _file_for_caller(identity_projects.PROJECT_FOR_CALLER_BY_PATH, 4)
 
-MARK_DOWNLOADED = "UPDATE packages SET last_downloaded_at = now() WHERE id = $1"
+MARK_DOWNLOADED = """
+WITH file AS (
+    UPDATE package_files SET last_downloaded_at = now()
+    WHERE id = $2 AND (last_downloaded_at IS NULL OR last_downloaded_at < now() - interval '1 day')
+)
+UPDATE packages SET last_downloaded_at = now() WHERE id = $1
+"""
 
 
 async def file_for_caller(
@@ -269,8 +278,8 @@ async def file_for_caller(
     return project, {c: row[f"file__{c}"] for c in _FILE_COLUMNS}
 
 
-async def mark_downloaded(conn: Conn, package_id: int) -> None:
-    await conn.execute(MARK_DOWNLOADED, package_id)
+async def mark_downloaded(conn: Conn, package_id: int, file_id: int) -> None:
+    await conn.execute(MARK_DOWNLOADED, package_id, file_id)
 
 
 # --- pending uploads ----------------------------------------------------------------------

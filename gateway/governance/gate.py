@@ -8,27 +8,49 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from gateway.db import governance as q
 from gateway.db.pool import Database
-from gateway.governance import audit, protection
+from gateway.governance import audit, protection, quotas
 from gateway.governance.protection import Actor
+from gateway.governance.quotas import Defaults, QuotaStats
 from gateway.naming import FileTarget
 
 
-async def before_body(db: Database, actor: Actor, project_id: int, target: FileTarget) -> None:
-    """GitLab's ``protect_package!`` of the upload's authorize step."""
-    await protection.check_push(db, actor, project_id, target.package_name)
+async def _refuse(conn: asyncpg.Connection, actor: Actor, project_id: int,
+                  target: FileTarget, size: int, defaults: Defaults,
+                  stats: QuotaStats | None, *, locked: bool) -> None:
+    level, check_rules = protection.push_rule_args(actor)
+    protected, holders = await q.upload_facts(conn, project_id, target.package_name, level,
+                                              check_rules)
+    if protected:
+        raise protection.PackageProtected()
+    await quotas.check_holders(conn, holders, size, defaults, stats, locked=locked)
+
+
+async def before_body(db: Database, actor: Actor, project_id: int, target: FileTarget,
+                      declared_size: int | None, defaults: Defaults,
+                      stats: QuotaStats | None = None) -> None:
+    """GitLab's ``protect_package!`` of the upload's authorize step, then the quotas against
+    the declared size (and one more file)."""
+    async with db.connection() as conn:
+        await _refuse(conn, actor, project_id, target, declared_size or 0, defaults, stats,
+                      locked=False)
 
 
 @dataclass(frozen=True, slots=True)
 class CommitChecks:
-    """``gateway.packages.commit.CommitChecks`` for one caller."""
+    """``gateway.packages.commit.CommitChecks`` for one caller: the rules and quotas again,
+    authoritatively (under the quotas' locks), then the audit event, in the commit's
+    transaction."""
 
     actor: Actor
+    defaults: Defaults
+    stats: QuotaStats | None = None
 
     async def __call__(self, conn: asyncpg.Connection, project_id: int, package_id: int,
                        target: FileTarget, size: int) -> None:
-        await protection.refuse_protected_push(conn, self.actor, project_id,
-                                               target.package_name)
+        await _refuse(conn, self.actor, project_id, target, size, self.defaults, self.stats,
+                      locked=True)
         await audit.record(
             conn, self.actor.principal, "package_published", entity_type="Project",
             entity_id=project_id, message=f"Published {_file_path(target)}",

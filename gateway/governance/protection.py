@@ -84,33 +84,25 @@ class Actor:
 SYSTEM = Actor(admin=True)
 
 
-async def _protected(conn: asyncpg.Connection, action: str, actor: Actor, project_id: int,
-                     package_name: str) -> bool:
+async def _protected_for_delete(conn: asyncpg.Connection, actor: Actor, project_id: int,
+                                package_name: str) -> bool:
     if actor.admin or not package_name:
         return False
     if actor.deploy_token:
         return await q.any_rule_matches(conn, project_id, GENERIC, package_name)
-    return await q.protected_for(conn, action, project_id, GENERIC, package_name,
-                                 actor.level)
+    return await q.protected_for_delete(conn, project_id, GENERIC, package_name, actor.level)
 
 
-async def refuse_protected_push(conn: asyncpg.Connection, actor: Actor, project_id: int,
-                                package_name: str) -> None:
-    """Inside a transaction (the commit's): GitLab's ``403 Package protected.``."""
-    if await _protected(conn, "push", actor, project_id, package_name):
-        raise PackageProtected()
+def push_rule_args(actor: Actor) -> tuple[int | None, bool]:
+    """(role, check) for the upload's query (``gateway.db.governance.UPLOAD_FACTS``): no role
+    for a deploy token (any matching rule stops it), no check for an administrator."""
+    return (None if actor.deploy_token else actor.level), not actor.admin
 
 
 async def refuse_protected_delete(conn: asyncpg.Connection, actor: Actor, project_id: int,
                                   package_name: str) -> None:
-    if await _protected(conn, "delete", actor, project_id, package_name):
+    if await _protected_for_delete(conn, actor, project_id, package_name):
         raise DeletionProtected()
-
-
-async def check_push(db: Database, actor: Actor, project_id: int, package_name: str) -> None:
-    """Before a byte of the body is read; the commit checks again in its transaction."""
-    async with db.connection() as conn:
-        await refuse_protected_push(conn, actor, project_id, package_name)
 
 
 # --- the rules API -----------------------------------------------------------------------------

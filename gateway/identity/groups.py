@@ -14,6 +14,7 @@ from gateway.db.identity import members as member_queries
 from gateway.db.identity import users as user_queries
 from gateway.enums import MAINTAINER, OWNER, VISIBILITY_RANK
 from gateway.errors import ApiError, Forbidden, NotFound, ValidationFailed
+from gateway.governance import audit
 from gateway.identity import limits, policy
 from gateway.identity.context import Services
 from gateway.identity.paths import PATH_TEXT, valid_path
@@ -132,6 +133,10 @@ async def update(svc: Services, who: Principal, ref: str, fields: dict[str, str]
         if problems:
             raise ValidationFailed(problems)
         await group_queries.update(conn, group.id, fields)
+        await audit.record(conn, who, "group_settings_updated", entity_type="Group",
+                           entity_id=group.id, message="Changed the group's settings",
+                           **{f"{k}_from": getattr(group, k, None) for k in fields
+                              if hasattr(group, k)}, **fields)
     return await get(svc, who, str(group.id))
 
 

@@ -23,6 +23,7 @@ from gateway.enums import (
     VISIBILITY_RANK,
 )
 from gateway.errors import Forbidden, GatewayError, NotFound, ValidationFailed
+from gateway.governance import audit
 from gateway.identity import limits, policy
 from gateway.identity.context import Services
 from gateway.identity.paths import PATH_TEXT, valid_path
@@ -199,6 +200,10 @@ async def update(svc: Services, who: Principal, ref: str, fields: dict[str, Any]
         if problems:
             raise ValidationFailed(problems)
         await project_queries.update(conn, project.id, fields)
+        await audit.record(conn, who, "project_settings_updated", entity_type="Project",
+                           entity_id=project.id, message="Changed the project's settings",
+                           **{f"{k}_from": getattr(project, k, None) for k in fields
+                              if hasattr(project, k)}, **fields)
     return await get(svc, who, str(project.id))
 
 

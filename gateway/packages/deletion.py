@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from gateway.db import governance as gq
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import NotFound, RecordNotFound
@@ -96,3 +97,24 @@ async def delete_version_by_path(
         if not await _delete_whole_package(conn, pkg):
             raise RecordNotFound()
         await _audit(conn, actor, pkg)
+
+
+async def delete_planned(db: Database, actor: Actor, pkg: Package, file_ids: list[int], *,
+                         whole: bool, reason: str) -> int:
+    """Retention's delete: exactly the files a plan listed (those still there), and the package
+    too when ``whole`` and nothing else is left in it, so a file uploaded after the plan is
+    never lost. Returns the bytes freed; objects are queued for deletion as for any delete."""
+    async with db.transaction() as conn:
+        await q.lock_package_version(conn, pkg.project_id, pkg.name, pkg.version)
+        freed = await gq.delete_planned_files(conn, pkg.id, file_ids) if file_ids else 0
+        gone = whole and await gq.delete_package_if_empty(conn, pkg.id)
+        if gone or file_ids:
+            what = f"{pkg.name}/{pkg.version}" + ("" if gone else f" ({len(file_ids)} files)")
+            await audit.record(
+                conn, actor.principal, "package_deleted" if gone else "package_file_deleted",
+                entity_type="Project", entity_id=pkg.project_id,
+                message=f"Retention deleted {what}",
+                target=audit.Target("Packages::Package", pkg.id, pkg.name),
+                package_name=pkg.name, package_version=pkg.version, reason=reason,
+                package_file_ids=file_ids, bytes=freed)
+    return freed

@@ -35,6 +35,6 @@ async def file_for_caller(
     return access, found
 
 
-async def mark_downloaded(db: Database, package_id: int) -> None:
+async def mark_downloaded(db: Database, package_id: int, file_id: int) -> None:
     async with db.connection() as conn:
-        await q.mark_downloaded(conn, package_id)
+        await q.mark_downloaded(conn, package_id, file_id)

@@ -195,10 +195,12 @@ async def _locked(db: Database, session_id: str) -> AsyncIterator[None]:
 async def append(ctx: UploadContext, session_id: str, project_id: int, body: BodyStream, *,
                  offset: int, content_length: int | None, complete: bool | None = None,
                  length: int | None = None, checksum: Checksum | None = None,
-                 lifetime_seconds: float) -> Appended:
+                 lifetime_seconds: float, checks: commit.CommitChecks | None = None
+                 ) -> Appended:
     """Append ``body`` at ``offset``. ``complete`` (IETF) ends the upload with this request;
     None (tus) ends it when the declared length is reached. ``length`` declares the length
-    if the session has none yet."""
+    if the session has none yet. ``checks``: governance's part of the commit, for the caller
+    of the append that completes the upload (protection rules, quotas, the audit event)."""
     if not _plausible_id(session_id):
         raise SessionNotFound()
     async with _locked(ctx.db, session_id):
@@ -217,7 +219,7 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
         if stored is None:
             return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
                             None)
-        row_file = await _commit(ctx, row, stored)
+        row_file = await _commit(ctx, row, stored, checks)
         return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
                         row_file)
 
@@ -227,14 +229,16 @@ async def _reload(db: Database, session_id: str, project_id: int) -> Any:
         return await q.find_session(conn, session_id, project_id)
 
 
-async def _commit(ctx: UploadContext, row: Any, stored: StoredObject) -> PackageFile:
+async def _commit(ctx: UploadContext, row: Any, stored: StoredObject,
+                  checks: commit.CommitChecks | None) -> PackageFile:
     """The object is complete: commit it as a PUT would; a refused commit ends the session
     (the commit has removed the object)."""
     target = FileTarget(row["package_name"], row["package_version"], row["file_name"],
                         row["file_path"])
     try:
         file = await commit.commit_file(ctx.db, ctx.store, row["project_id"], target, stored,
-                                        status=row["status"], creator_id=row["creator_id"])
+                                        status=row["status"], creator_id=row["creator_id"],
+                                        checks=checks)
     except GatewayError:
         async with ctx.db.connection() as conn:
             await q.delete_session(conn, row["id"])

@@ -4,14 +4,12 @@ rules API itself. A refused push is answered before its body is sent and stores 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gateway import auth
 from gateway.identity import tokens
 from tests.conftest import World
-from tests.package_helpers import generic_url, hdr
+from tests.package_helpers import generic_url, hdr, status_before_body
 
 RULES = "/api/v4/projects/{pid}/packages/protection/rules"
 PROTECTED = {"message": "403 Forbidden - Package protected."}
@@ -126,15 +124,8 @@ async def test_rules_of_one_project_do_not_apply_to_another(client, world: World
 async def test_refused_push_is_answered_before_the_body_is_sent(client, world: World) -> None:
     """With ``Expect: 100-continue`` the client waits; the 403 comes instead of 100."""
     await rule(world, push=auth.OWNER)
-    host, port = client.server.host, client.server.port
-    reader, writer = await asyncio.open_connection(host, port)
-    writer.write(
-        f"PUT {generic_url(world.project_id, name='tool')} HTTP/1.1\r\nHost: x\r\n"
-        f"PRIVATE-TOKEN: {world.tokens['developer']}\r\nContent-Length: 1000000\r\n"
-        "Expect: 100-continue\r\n\r\n".encode())
-    await writer.drain()
-    status_line = await asyncio.wait_for(reader.readline(), 10)
-    writer.close()
+    status_line = await status_before_body(client, generic_url(world.project_id, name="tool"),
+                                           hdr(world.tokens["developer"]), 1_000_000)
     assert status_line.startswith(b"HTTP/1.1 403")
     assert await stored(world) == 0
     assert await world.conn.fetchval("SELECT count(*) FROM pending_uploads") == 0
@@ -257,3 +248,13 @@ async def test_maintainer_of_another_project_gets_404(client, world: World) -> N
     token = await world.token(someone.id)
     resp = await client.get(RULES.format(pid=world.project_id), headers=hdr(token))
     assert (resp.status, await resp.json()) == (404, {"message": "404 Project Not Found"})
+
+
+async def test_only_administrators_may_post_feature_flags(client, world: World) -> None:
+    url = "/api/v4/features/packages_protected_packages"
+    resp = await client.post(url, json={"value": True}, headers=hdr(world.tokens["owner"]))
+    assert (resp.status, await resp.json()) == (403, {"message": "403 Forbidden"})
+    assert (await client.post(url, json={"value": True})).status == 401
+    resp = await client.post(url, json={"value": True}, headers=hdr(world.admin_token))
+    assert resp.status == 201
+    assert (await resp.json())["state"] == "on"
