@@ -28,7 +28,15 @@ from gateway.errors import (
 )
 from gateway.identity import policy
 from gateway.models import PackageFile
-from gateway.packages import commit, conditional, deletion, digests, downloads, duplicates
+from gateway.packages import (
+    commit,
+    conditional,
+    deletion,
+    deploy,
+    digests,
+    downloads,
+    duplicates,
+)
 from gateway.packages.etags import etag_of
 from gateway.storage import ObjectNotFound, new_object_key
 
@@ -180,9 +188,17 @@ async def put_file(request: web.Request) -> web.Response:
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
     declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
+    by_checksum = deploy.deploy_digest(request.headers.get("X-Checksum-Deploy"), declared, size)
     condition = conditional.WriteCondition.from_headers(
         request.headers.get("If-None-Match"), request.headers.get("If-Match")
     )
+    checks = conditional.commit_checks(target, condition)
+    if by_checksum is not None:
+        row = await deploy.deploy(
+            app[keys.db], who, access, target, declared, by_checksum, status=status,
+            checks=checks, allow_guest_pull=settings.allow_guest_pull,
+        )
+        return _stored_answer(request, row, select)
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
     await conditional.check_before_body(app[keys.db], access.project_id, target, condition)
 
@@ -195,9 +211,10 @@ async def put_file(request: web.Request) -> web.Response:
     await digests.check_stored(app[keys.db], app[keys.store], stored, declared)
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
-        status=status, creator_id=who.user_id,
-        checks=conditional.commit_checks(target, condition),
+        status=status, creator_id=who.user_id, checks=checks,
     )
+    if row.object_key != stored.key:
+        app[keys.deletions].wake()  # identical bytes were stored already: drop the new copy
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)
     return _stored_answer(request, row, select)

@@ -21,6 +21,7 @@ from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
 from gateway.models import Package, PackageFile
 from gateway.naming import FileTarget
+from gateway.packages import blobs
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
@@ -96,6 +97,25 @@ async def _insert_file(
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
+    pkg = await package_for_file(conn, project_id, target, status, creator_id, checks)
+    d = stored.digests
+    key = await blobs.shared_object(conn, stored.key, d.sha256, stored.size)
+    return await q.insert_package_file(
+        conn, pkg.id, project_id, target.file_name, stored.size,
+        d.md5, d.sha1, d.sha256, key,
+    )
+
+
+async def package_for_file(
+    conn: asyncpg.Connection,
+    project_id: int,
+    target: FileTarget,
+    status: str | None,
+    creator_id: int | None,
+    checks: Sequence[CommitCheck],
+) -> Package:
+    """The live package a new file goes into, made if needed, once the commit checks and the
+    duplicate rule let the file in. The caller holds the version's advisory lock."""
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
@@ -103,22 +123,17 @@ async def _insert_file(
         await check(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
     if pkg is None:
-        pkg = await q.insert_package(
+        return await q.insert_package(
             conn, project_id, target.package_name, target.package_version,
             wanted if wanted is not None else q.STATUS["default"], creator_id,
         )
+    if await duplicate_refused(conn, project_id, pkg.id, target):
+        raise DuplicateNotAllowed()
+    if wanted is not None and wanted != pkg.status:
+        await q.set_package_status(conn, pkg.id, wanted)
     else:
-        if await duplicate_refused(conn, project_id, pkg.id, target):
-            raise DuplicateNotAllowed()
-        if wanted is not None and wanted != pkg.status:
-            await q.set_package_status(conn, pkg.id, wanted)
-        else:
-            await q.touch_package(conn, pkg.id)
-    d = stored.digests
-    return await q.insert_package_file(
-        conn, pkg.id, project_id, target.file_name, stored.size,
-        d.md5, d.sha1, d.sha256, stored.key,
-    )
+        await q.touch_package(conn, pkg.id)
+    return pkg
 
 
 async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:
