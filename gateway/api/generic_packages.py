@@ -36,6 +36,7 @@ from gateway.packages import (
     digests,
     downloads,
     duplicates,
+    latest,
 )
 from gateway.packages.etags import etag_of
 from gateway.storage import ObjectNotFound, new_object_key
@@ -236,11 +237,14 @@ def _stored_answer(request: web.Request, row: PackageFile, select: str | None) -
 
 
 async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:
-    target = naming.download_target(generic_tail(request))
+    target = naming.download_target(generic_tail(request), latest_ok=True)
+    order = "upload"
+    if target.package_version == naming.LATEST_VERSION:
+        order = latest.check_order(request.query.get("order"))
     who = await authenticate(request, request.method)
     found, row = await downloads.file_for_caller(
         request.app[keys.db], who, project_ref(request), target,
-        allow_guest_pull=request.app[keys.settings].allow_guest_pull,
+        allow_guest_pull=request.app[keys.settings].allow_guest_pull, order=order,
     )
     access = policy.require_read_package(who, found)
     if row is None:
@@ -264,6 +268,8 @@ def _validator_headers(row: dict, rep: validators.Representation) -> dict[str, s
         "Repr-Digest": digests.repr_digest(row["file_sha256"]),
         "ETag": rep.etag,
         "Last-Modified": rep.http_date,
+        # Only through the @latest alias: the version it stood for.
+        **({"X-Package-Version": row["package_version"]} if "package_version" in row else {}),
     }
 
 
