@@ -113,6 +113,8 @@ class Settings:
     max_file_size: int = 5 * TiB
     download_mode: str = "redirect"
     stale_upload_seconds: int = 900
+    # A resumable upload session left without an append this long is aborted by the sweeper.
+    resumable_upload_seconds: int = 86400
     # Upload pipeline
     part_size: int = 8 * MiB
     parts_in_flight: int = 2
@@ -160,6 +162,9 @@ class Settings:
     health_port: int | None = None
     # The event loop not running for this long is a stall: logged with its stack, health red.
     loop_stall_seconds: float = 1.0
+    # The web UI under /-/ui/ (and / redirecting browsers there); sessions last this long.
+    ui: bool = True
+    ui_session_hours: int = 12
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")  # noqa: E501
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -183,6 +188,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_MAX_FILE_SIZE": ("max_file_size", parse_size),
     "GATEWAY_DOWNLOAD_MODE": ("download_mode", choice("redirect", "proxy")),
     "GATEWAY_STALE_UPLOAD_SECONDS": ("stale_upload_seconds", parse_int),
+    "GATEWAY_RESUMABLE_UPLOAD_SECONDS": ("resumable_upload_seconds", parse_int),
     "GATEWAY_PART_SIZE": ("part_size", parse_size),
     "GATEWAY_PARTS_IN_FLIGHT": ("parts_in_flight", parse_int),
     "GATEWAY_BUFFER_BUDGET": ("buffer_budget", parse_size),
@@ -209,6 +215,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_WORKERS": ("workers", parse_int),
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
+    "GATEWAY_UI": ("ui", parse_bool),
+    "GATEWAY_UI_SESSION_HOURS": ("ui_session_hours", parse_int),
     "GATEWAY_INSTANCE_ID": ("instance_id", str),
     "GATEWAY_METRICS": ("metrics", parse_bool),
     "GATEWAY_METRICS_TOKEN": ("metrics_token", str),
@@ -286,6 +294,8 @@ def validate(s: Settings) -> None:
         raise bad("workers", "must be at least 1")
     if s.stale_upload_seconds < 1:
         raise bad("stale_upload_seconds", "must be at least 1")
+    if s.resumable_upload_seconds < 1:
+        raise bad("resumable_upload_seconds", "must be at least 1")
     if not 1 <= s.max_token_lifetime_days <= 100 * 365:
         raise bad("max_token_lifetime_days", "must be between 1 and 36500")
     if s.token_cache_seconds < 0:
@@ -299,6 +309,8 @@ def validate(s: Settings) -> None:
         raise bad("s3_request_deadline", "must be more than 0 seconds")
     if s.metrics_token is not None and len(s.metrics_token) < 16:
         raise bad("metrics_token", "must be at least 16 characters (a random secret)")
+    if not 1 <= s.ui_session_hours <= 24 * 30:
+        raise bad("ui_session_hours", "must be between 1 and 720 (30 days)")
     if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):
         raise bad("db_pool_max", "must be at least 1 and at least GATEWAY_DB_POOL_MIN")
 

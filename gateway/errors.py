@@ -168,6 +168,14 @@ class MethodNotAllowed(GatewayError):
         super().__init__("405 Not Allowed", headers=headers)
 
 
+class PaginationNotAvailable(GatewayError):
+    """GitLab's ``error!(text, 405)`` of its pagination strategies: keyset pages asked for in an
+    order they do not support, or an offset past the offset pagination limit."""
+
+    status = 405
+    key = "error"
+
+
 class Conflict(GatewayError):
     status = 409
 

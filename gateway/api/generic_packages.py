@@ -26,6 +26,8 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.governance import gate
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.models import PackageFile
 from gateway.packages import (
@@ -184,6 +186,8 @@ async def put_file(request: web.Request) -> web.Response:
     target = naming.file_target(generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
+    actor = Actor.of(who, access)
+    await gate.before_body(app[keys.db], actor, access.project_id, target)
     size = request.content_length if "chunked" not in request.headers.get(
         "Transfer-Encoding", ""
     ).lower() else None
@@ -193,11 +197,12 @@ async def put_file(request: web.Request) -> web.Response:
     condition = conditional.WriteCondition.from_headers(
         request.headers.get("If-None-Match"), request.headers.get("If-Match")
     )
-    checks = conditional.commit_checks(target, condition)
+    conditions = conditional.commit_checks(target, condition)
     if by_checksum is not None:
         row = await deploy.deploy(
             app[keys.db], who, access, target, declared, by_checksum, status=status,
-            checks=checks, allow_guest_pull=settings.allow_guest_pull,
+            checks=gate.CommitChecks(actor), conditions=conditions,
+            allow_guest_pull=settings.allow_guest_pull,
         )
         return _stored_answer(request, row, select)
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
@@ -212,7 +217,8 @@ async def put_file(request: web.Request) -> web.Response:
     await digests.check_stored(app[keys.db], app[keys.store], stored, declared)
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
-        status=status, creator_id=who.user_id, checks=checks,
+        status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor),
+        conditions=conditions,
     )
     if row.object_key != stored.key:
         app[keys.deletions].wake()  # identical bytes were stored already: drop the new copy
@@ -381,9 +387,11 @@ async def delete_by_path(request: web.Request) -> web.Response:
     if tail.count("/") == 1:
         name, version = naming.package_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_version_by_path(app[keys.db], access.project_id, name, version)
+        await deletion.delete_version_by_path(app[keys.db], Actor.of(who, access),
+                                              access.project_id, name, version)
     else:
         target = naming.download_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_file_by_path(app[keys.db], access.project_id, target)
+        await deletion.delete_file_by_path(app[keys.db], Actor.of(who, access),
+                                           access.project_id, target)
     return deleted(request)

@@ -29,9 +29,13 @@ from gateway.uploads import StoredObject
 log = logging.getLogger("gateway.packages")
 
 
-# A rule the commit applies under the version's advisory lock, given the live package (None
-# when the version has none yet); it raises to refuse the file (conditional uploads).
-CommitCheck = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
+# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
+# commit's transaction under the version's lock, right before the file row is written:
+# (conn, project_id, package_id, target, size); raising refuses the commit.
+CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
+# A precondition the commit applies under the version's advisory lock, given the live package
+# (None when the version has none yet); it raises to refuse the file (conditional uploads).
+CommitCondition = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
 
 
 class UploadSwept(ServiceUnavailable):
@@ -50,16 +54,18 @@ async def commit_file(
     *,
     status: str | None,
     creator_id: int | None,
-    checks: Sequence[CommitCheck] = (),
+    checks: CommitChecks | None = None,
+    conditions: Sequence[CommitCondition] = (),
 ) -> PackageFile:
     """Record an object that is already complete. On any failure the object is deleted.
 
-    One transaction: the advisory lock on (project, name, version), find or create the
-    package, the duplicate policy again, the file row, and the pending-upload row dropped.
-    If the pending row is already gone, the sweeper took this upload (its heartbeat went
-    stale) and the commit is refused. When the connection is lost during COMMIT itself the
-    outcome is unknown: nothing is deleted then, because the sweeper sees which it was (a
-    pending row left means the commit did not happen).
+    One transaction: the advisory lock on (project, name, version), the pending-upload row
+    dropped, find or create the package, the duplicate policy again, governance's ``checks``
+    (protection rules, quotas, the audit event), the file row. If the pending row is already
+    gone, the sweeper took this upload (its heartbeat went stale) and the commit is refused.
+    When the connection is lost during COMMIT itself the outcome is unknown: nothing is
+    deleted then, because the sweeper sees which it was (a pending row left means the commit
+    did not happen).
     """
     outcome_known = True
     try:
@@ -68,7 +74,7 @@ async def commit_file(
             await tx.start()
             try:
                 row = await _insert_file(conn, project_id, target, stored, status, creator_id,
-                                         checks)
+                                         checks, conditions)
             except BaseException:
                 # A dead connection cannot roll back, but its transaction is gone anyway.
                 with contextlib.suppress(Exception):
@@ -92,12 +98,15 @@ async def _insert_file(
     stored: StoredObject,
     status: str | None,
     creator_id: int | None,
-    checks: Sequence[CommitCheck],
+    checks: CommitChecks | None,
+    conditions: Sequence[CommitCondition],
 ) -> PackageFile:
     await q.lock_package_version(conn, project_id, target.package_name, target.package_version)
     if not await q.drop_pending_upload(conn, stored.key):
         raise UploadSwept()
-    pkg = await package_for_file(conn, project_id, target, status, creator_id, checks)
+    pkg = await package_for_file(conn, project_id, target, status, creator_id, conditions)
+    if checks is not None:
+        await checks(conn, project_id, pkg.id, target, stored.size)
     d = stored.digests
     key = await blobs.shared_object(conn, stored.key, d.sha256, stored.size)
     return await q.insert_package_file(
@@ -112,15 +121,15 @@ async def package_for_file(
     target: FileTarget,
     status: str | None,
     creator_id: int | None,
-    checks: Sequence[CommitCheck],
+    conditions: Sequence[CommitCondition],
 ) -> Package:
-    """The live package a new file goes into, made if needed, once the commit checks and the
-    duplicate rule let the file in. The caller holds the version's advisory lock."""
+    """The live package a new file goes into, made if needed, once the commit's conditions
+    and the duplicate rule let the file in. The caller holds the version's advisory lock."""
     pkg = await q.find_live_package(
         conn, project_id, target.package_name, target.package_version
     )
-    for check in checks:
-        await check(conn, pkg)
+    for condition in conditions:
+        await condition(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
     if pkg is None:
         return await q.insert_package(

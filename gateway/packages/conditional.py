@@ -17,7 +17,7 @@ from gateway.db.pool import Database
 from gateway.errors import PreconditionFailed
 from gateway.models import Package
 from gateway.naming import FileTarget
-from gateway.packages.commit import CommitCheck
+from gateway.packages.commit import CommitCondition
 from gateway.packages.etags import etag_of, parse_etags, strong_match, weak_match
 
 
@@ -59,7 +59,7 @@ async def _newest_sha256(conn: asyncpg.Connection, package: Package | None,
 
 
 def commit_checks(target: FileTarget, condition: WriteCondition | None
-                  ) -> tuple[CommitCheck, ...]:
+                  ) -> tuple[CommitCondition, ...]:
     """The commit's check, run while it holds the version's advisory lock (none without a
     condition: GitLab's upload is unchanged)."""
     if condition is None:

@@ -22,7 +22,7 @@ from gateway.hashing import Digests
 from gateway.identity import policy
 from gateway.models import PackageFile
 from gateway.naming import FileTarget
-from gateway.packages.commit import CommitCheck, package_for_file
+from gateway.packages.commit import CommitChecks, CommitCondition, package_for_file
 from gateway.packages.digests import Declared, verify
 
 # Projects looked at for a readable copy of the content (the caller's own first).
@@ -74,10 +74,11 @@ async def _readable_source(db: Database, who: Principal, own: policy.ProjectAcce
 async def deploy(
     db: Database, who: Principal, own: policy.ProjectAccess, target: FileTarget,
     declared: Sequence[Declared], by: Declared, *, status: str | None,
-    checks: Sequence[CommitCheck], allow_guest_pull: bool,
+    checks: CommitChecks | None, conditions: Sequence[CommitCondition], allow_guest_pull: bool,
 ) -> PackageFile:
     """Link readable bytes with the sha256 ``by`` into ``target``; every other declared digest
-    must match them too. 404 (GitLab's body) when there are none."""
+    must match them too. 404 (GitLab's body) when there are none. The commit's ``conditions``
+    and governance's ``checks`` apply as to an upload."""
     source = await _readable_source(db, who, own, by.value.hex(),
                                     allow_guest_pull=allow_guest_pull)
     verify(declared, source.digests)
@@ -85,7 +86,10 @@ async def deploy(
     async with db.transaction() as conn:
         await q.lock_package_version(conn, own.project_id, target.package_name,
                                      target.package_version)
-        pkg = await package_for_file(conn, own.project_id, target, status, who.user_id, checks)
+        pkg = await package_for_file(conn, own.project_id, target, status, who.user_id,
+                                     conditions)
+        if checks is not None:
+            await checks(conn, own.project_id, pkg.id, target, source.size)
         await bq.lock_content(conn, d.sha256)
         if not await bq.live_blob(conn, source.object_key):
             raise RecordNotFound()  # its last reference was deleted meanwhile

@@ -66,6 +66,10 @@ class PartSink(Protocol):
     async def abort(self) -> None:
         """No object and no open multipart upload remain. Safe to call twice."""
 
+    def recorded(self, number: int) -> dict[str, str]:
+        """What Complete needs of part ``number`` once ``write_part`` returned (plain strings,
+        to be kept elsewhere and handed to ``ObjectStore.resume_sink`` by another process)."""
+
 
 class ObjectStore(Protocol):
     name: str
@@ -78,6 +82,11 @@ class ObjectStore(Protocol):
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload started by another process (the sweeper); missing is fine."""
+
+    def resume_sink(self, key: str, upload_id: str,
+                    parts: dict[int, dict[str, str]]) -> PartSink:
+        """Continue a multipart upload that may have been started by another process, with the
+        records (``PartSink.recorded``) of the parts it already holds."""
 
     async def stat(self, key: str) -> ObjectInfo:
         """Raises ObjectNotFound."""

@@ -166,12 +166,20 @@ def _describe(exc: BaseException) -> str:
 class S3Sink:
     """One multipart upload; every part carries a CRC32 that Complete repeats."""
 
-    def __init__(self, store: S3Store, key: str, upload_id: str) -> None:
+    def __init__(self, store: S3Store, key: str, upload_id: str,
+                 parts: dict[int, dict[str, str]] | None = None) -> None:
         self.key = key
         self.upload_id = upload_id
         self._store = store
-        self._parts: dict[int, dict[str, Any]] = {}
+        self._parts: dict[int, dict[str, Any]] = {
+            n: {"PartNumber": n, "ETag": p["etag"], "ChecksumCRC32": p["crc32"]}
+            for n, p in (parts or {}).items()
+        }
         self._finished = False
+
+    def recorded(self, number: int) -> dict[str, str]:
+        part = self._parts[number]
+        return {"etag": part["ETag"], "crc32": part["ChecksumCRC32"]}
 
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
         checksum = _b64crc(crc32)
@@ -311,6 +319,10 @@ class S3Store:
                 Bucket=self.bucket, Key=key, ChecksumAlgorithm="CRC32"
             )
         return S3Sink(self, key, resp["UploadId"])
+
+    def resume_sink(self, key: str, upload_id: str,
+                    parts: dict[int, dict[str, str]]) -> S3Sink:
+        return S3Sink(self, key, upload_id, parts)
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         try:
