@@ -117,7 +117,7 @@ class RequestBody:
             await asyncio.sleep(self._WATCH_INTERVAL)
             if (exc := _framing_error(self._request)) is not None:
                 # Wakes the pending read with the error.
-                self._content.set_exception(BrokenBody(_describe(exc, chunked=True)))
+                self._content.set_exception(BrokenBody(_describe(exc, chunked=self._chunked())))
                 return
 
     async def readany(self) -> bytes:
