@@ -1,5 +1,5 @@
 """Content-addressed deduplication: identical bytes are stored once, referenced by every file
-row that holds them; the object goes with its last reference; migration 0006 backfills."""
+row that holds them; the object goes with its last reference; migration 0007 backfills."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ async def test_same_size_other_bytes_are_two_blobs(client, world: World) -> None
     assert [b["refcount"] for b in await blobs(world)] == [1, 1]
 
 
-async def test_migration_0006_makes_a_blob_of_every_stored_object(new_database) -> None:  # noqa: F811
+async def test_migration_0007_makes_a_blob_of_every_stored_object(new_database) -> None:  # noqa: F811
     url = await new_database()
     first = [m for m in load_migrations() if m.version == 1]
     await migrate(url, migrations=first)

@@ -1,6 +1,6 @@
 """Named SQL for blobs: one stored object per distinct content, shared by file rows.
 
-Reference counts are kept by the schema's triggers on ``package_files`` (0006_blobs.sql); the
+Reference counts are kept by the schema's triggers on ``package_files`` (0007_blobs.sql); the
 queries here find a blob to share and hold it while a new reference is written.
 """
 

@@ -2,7 +2,7 @@
 
 When an upload is committed and a blob with the same sha256 and size exists, the new file row
 points at that blob's object and the object just uploaded is queued for deletion, in the same
-transaction. The schema's triggers count the references (0006_blobs.sql): a blob's object is
+transaction. The schema's triggers count the references (0007_blobs.sql): a blob's object is
 queued for deletion only with its last reference, transactionally. Commits of one content take
 turns on an advisory lock (after the version's lock, in that order everywhere), so two
 identical uploads committing at once end as one blob and two rows.
