@@ -17,6 +17,10 @@ PACKAGE_VERSION_RE = re.compile(r"\A(?!.*\.\.)[A-Za-z0-9_+.-]+\Z")
 FILE_NAME_RE = re.compile(r"\A(?!~)(?!@)[A-Za-z0-9._+~@-]+(?<!~)(?<!@)\Z")
 _TRAVERSAL_RE = re.compile(r"(\A(\.{1,2})\Z|\A\.\.[/\\]|[/\\]\.\.\Z|[/\\]\.\.[/\\]|\n)")
 
+# Downloads only: the newest version holding the file. GitLab's version regex refuses "@", so
+# no real version can be spelled so (a version named "latest" stays an ordinary version).
+LATEST_VERSION = "@latest"
+
 PACKAGE_STATUSES = ("default", "hidden")
 SELECT_VALUES = ("package_file",)
 
@@ -62,13 +66,16 @@ def split_generic_path(raw_tail: str) -> tuple[str, str, str | None, str]:
     return name, version, path, file_name
 
 
-def _check_name_version_file(name: str, version: str, file_name: str) -> list[str]:
+def _check_name_version_file(name: str, version: str, file_name: str, *,
+                             latest_ok: bool = False) -> list[str]:
     errors: list[str] = []
     if not PACKAGE_NAME_RE.search(name):
         errors.append("package_name is invalid")
     elif not valid_file_path(name):
         errors.append("package_name should be a valid file path")
-    if not PACKAGE_VERSION_RE.search(version):
+    if latest_ok and version == LATEST_VERSION:
+        pass
+    elif not PACKAGE_VERSION_RE.search(version):
         errors.append("package_version is invalid")
     if not FILE_NAME_RE.search(file_name):
         errors.append("file_name is invalid")
@@ -77,10 +84,12 @@ def _check_name_version_file(name: str, version: str, file_name: str) -> list[st
     return errors
 
 
-def file_target(raw_tail: str, status: str | None = None) -> FileTarget:
-    """Validate name, version, file name and status; raises GitLab's 400 (all failures joined)."""
+def file_target(raw_tail: str, status: str | None = None, *, latest_ok: bool = False
+                ) -> FileTarget:
+    """Validate name, version, file name and status; raises GitLab's 400 (all failures joined).
+    ``latest_ok``: the version may be LATEST_VERSION (downloads)."""
     name, version, path, file_name = split_generic_path(raw_tail)
-    errors = _check_name_version_file(name, version, file_name)
+    errors = _check_name_version_file(name, version, file_name, latest_ok=latest_ok)
     if status is not None and status not in PACKAGE_STATUSES:
         errors.append("status does not have a valid value")
     if errors:
@@ -100,9 +109,9 @@ def check_late_parameters(target: FileTarget, select: str | None) -> None:
         raise InvalidParameters(errors)
 
 
-def download_target(raw_tail: str) -> FileTarget:
+def download_target(raw_tail: str, *, latest_ok: bool = False) -> FileTarget:
     """On GET/HEAD every parameter, ``path`` included, is checked before authentication."""
-    target = file_target(raw_tail)
+    target = file_target(raw_tail, latest_ok=latest_ok)
     check_late_parameters(target, None)
     return target
 

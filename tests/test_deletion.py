@@ -3,6 +3,7 @@ also when S3 fails meanwhile; delete by path on the generic URLs."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
 import boto3
@@ -18,8 +19,10 @@ from tests.package_helpers import bucket_keys, eventually, generic_url, hdr
 PACKAGES = "/api/v4/projects/{pid}/packages"
 
 
-async def upload(client, world, body: bytes = b"data", **where) -> None:
-    resp = await client.put(generic_url(world.project_id, **where), data=body,
+async def upload(client, world, body: bytes | None = None, **where) -> None:
+    # Distinct bytes by default: identical ones would share one object (deduplication).
+    resp = await client.put(generic_url(world.project_id, **where),
+                            data=body if body is not None else os.urandom(16),
                             headers=hdr(world.tokens["developer"]))
     assert resp.status == 201, await resp.text()
 

@@ -31,7 +31,16 @@ from gateway.governance import gate, quotas
 from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.models import PackageFile
-from gateway.packages import commit, conditional, deletion, digests, downloads, duplicates
+from gateway.packages import (
+    commit,
+    conditional,
+    deletion,
+    deploy,
+    digests,
+    downloads,
+    duplicates,
+    latest,
+)
 from gateway.packages.etags import etag_of
 from gateway.storage import ObjectNotFound, StorageUnavailable, new_object_key
 
@@ -194,9 +203,18 @@ async def put_file(request: web.Request) -> web.Response:
     ctx = app[keys.uploads]
     key = new_object_key()
     declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
+    by_checksum = deploy.deploy_digest(request.headers.get("X-Checksum-Deploy"), declared, size)
     condition = conditional.WriteCondition.from_headers(
         request.headers.get("If-None-Match"), request.headers.get("If-Match")
     )
+    conditions = conditional.commit_checks(target, condition)
+    if by_checksum is not None:
+        row = await deploy.deploy(
+            app[keys.db], who, access, target, declared, by_checksum, status=status,
+            checks=gate.CommitChecks(actor, defaults, stats), conditions=conditions,
+            allow_guest_pull=settings.allow_guest_pull,
+        )
+        return _stored_answer(request, row, select)
     # The duplicate check records the pending upload in the same round trip; a refusal from
     # here to the body drops it again (forget_pending).
     await duplicates.check_duplicate(app[keys.db], access.project_id, target,
@@ -216,8 +234,10 @@ async def put_file(request: web.Request) -> web.Response:
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
         status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor, defaults, stats),
-        conditions=conditional.commit_checks(target, condition),
+        conditions=conditions,
     )
+    if row.object_key != stored.key:
+        app[keys.deletions].wake()  # identical bytes were stored already: drop the new copy
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)
     return _stored_answer(request, row, select)
@@ -239,11 +259,14 @@ def _stored_answer(request: web.Request, row: PackageFile, select: str | None) -
 
 
 async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:
-    target = naming.download_target(generic_tail(request))
+    target = naming.download_target(generic_tail(request), latest_ok=True)
+    order = "upload"
+    if target.package_version == naming.LATEST_VERSION:
+        order = latest.check_order(request.query.get("order"))
     who = await authenticate(request, request.method)
     found, row = await downloads.file_for_caller(
         request.app[keys.db], who, project_ref(request), target,
-        allow_guest_pull=request.app[keys.settings].allow_guest_pull,
+        allow_guest_pull=request.app[keys.settings].allow_guest_pull, order=order,
     )
     access = policy.require_read_package(who, found)
     if row is None:
@@ -267,6 +290,8 @@ def _validator_headers(row: dict, rep: validators.Representation) -> dict[str, s
         "Repr-Digest": digests.repr_digest(row["file_sha256"]),
         "ETag": rep.etag,
         "Last-Modified": rep.http_date,
+        # Only through the @latest alias: the version it stood for.
+        **({"X-Package-Version": row["package_version"]} if "package_version" in row else {}),
     }
 
 

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 from gateway.errors import RangeNotSatisfiable
 from gateway.packages.etags import parse_etags, strong_match, weak_match
 
-_RANGE = re.compile(r"\A\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*\Z", re.ASCII | re.IGNORECASE)
+# Positions of at most 20 digits (past any 5 TiB file; longer ones are not read as numbers at
+# all, so a client cannot make int() chew on thousands of digits): the range is then ignored.
+_RANGE = re.compile(r"\A\s*bytes\s*=\s*(\d{0,20})\s*-\s*(\d{0,20})\s*\Z",
+                    re.ASCII | re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +42,7 @@ class Representation:
 def _http_date(value: str) -> dt.datetime | None:
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if parsed is None:
         return None

@@ -253,6 +253,29 @@ WITH file AS (
 UPDATE packages SET last_downloaded_at = now() WHERE id = $1
 """
 
+# What the @latest alias may stand for: default (status 0) generic versions holding the file.
+_DEFAULT_VERSIONS_WITH_FILE = """
+FROM packages p JOIN package_files f ON f.package_id = p.id
+WHERE p.project_id = $1 AND p.name = $2 AND p.package_type = 7 AND p.status = 0
+  AND f.file_name = $3 AND f.status = 0
+"""
+NEWEST_DEFAULT_VERSION_WITH_FILE = (
+    "SELECT p.version " + _DEFAULT_VERSIONS_WITH_FILE
+    + "ORDER BY f.created_at DESC, f.id DESC LIMIT 1"
+)
+DEFAULT_VERSIONS_WITH_FILE = "SELECT DISTINCT p.version " + _DEFAULT_VERSIONS_WITH_FILE
+
+
+async def newest_default_version_with_file(conn: Conn, project_id: int, name: str,
+                                           file_name: str) -> str | None:
+    return await conn.fetchval(NEWEST_DEFAULT_VERSION_WITH_FILE, project_id, name, file_name)
+
+
+async def default_versions_with_file(conn: Conn, project_id: int, name: str,
+                                     file_name: str) -> list[str]:
+    rows = await conn.fetch(DEFAULT_VERSIONS_WITH_FILE, project_id, name, file_name)
+    return [r["version"] for r in rows]
+
 
 async def file_for_caller(
     conn: Conn, ref: int | str, user_id: int | None, name: str, version: str, file_name: str

@@ -19,8 +19,9 @@ import asyncpg
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
-from gateway.models import Package, PackageFile
+from gateway.models import Package, PackageFile, UploadTarget
 from gateway.naming import FileTarget
+from gateway.packages import blobs
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
 from gateway.storage import ObjectStore
 from gateway.uploads import StoredObject
@@ -105,36 +106,67 @@ async def _insert_file(
     # (a statement's snapshot is taken before it starts, so what a lock inside it waited for
     # would stay unseen); one look that also drops the pending row and brings the duplicate
     # policy (the check needs no query of its own); the new package, if any (``checks`` need
-    # its id); one write of the file row that also touches the package. ``conditions`` and
-    # ``checks`` add their own.
+    # its id); the content lock and the look for identical bytes (``blobs.shared_object``:
+    # two, for deduplication); one write of the file row that also touches the package.
+    # ``conditions`` and ``checks`` add their own.
     name, version = target.package_name, target.package_version
     await q.lock_package_version(conn, project_id, name, version)
     found = await q.upload_target_dropping_pending(conn, project_id, name, version,
                                                    target.file_name, stored.key)
     if not found.pending_dropped:
         raise UploadSwept()
+    pkg, new_status = await _package_for(conn, project_id, target, found, status, creator_id,
+                                         conditions)
+    if checks is not None:
+        await checks(conn, project_id, pkg.id, target, stored.size)
+    d = stored.digests
+    # Identical bytes already stored: the row shares that blob, and this object is dropped.
+    key = await blobs.shared_object(conn, stored.key, d.sha256, stored.size)
+    return await q.insert_file_into_package(
+        conn, pkg.id, project_id, target.file_name, stored.size,
+        d.md5, d.sha1, d.sha256, key, new_status=new_status,
+    )
+
+
+async def _package_for(
+    conn: asyncpg.Connection,
+    project_id: int,
+    target: FileTarget,
+    found: UploadTarget,
+    status: str | None,
+    creator_id: int | None,
+    conditions: Sequence[CommitCondition],
+) -> tuple[Package, int | None]:
+    """The live package the file goes into (made if the version has none) once the commit's
+    conditions and the duplicate rule let it in, and the status the file's write sets on it."""
     pkg = found.package
     for condition in conditions:
         await condition(conn, pkg)
     wanted = q.STATUS[status] if status is not None else None
-    new_status = None
     if pkg is None:
         pkg = await q.insert_package(
-            conn, project_id, name, version,
+            conn, project_id, target.package_name, target.package_version,
             wanted if wanted is not None else q.STATUS["default"], creator_id,
         )
-    else:
-        if duplicate_refused(found, target):
-            raise DuplicateNotAllowed()
-        if wanted is not None and wanted != pkg.status:
-            new_status = wanted
-    if checks is not None:
-        await checks(conn, project_id, pkg.id, target, stored.size)
-    d = stored.digests
-    return await q.insert_file_into_package(
-        conn, pkg.id, project_id, target.file_name, stored.size,
-        d.md5, d.sha1, d.sha256, stored.key, new_status=new_status,
-    )
+        return pkg, None
+    if duplicate_refused(found, target):
+        raise DuplicateNotAllowed()
+    return pkg, wanted if wanted is not None and wanted != pkg.status else None
+
+
+async def package_for_file(
+    conn: asyncpg.Connection,
+    project_id: int,
+    target: FileTarget,
+    status: str | None,
+    creator_id: int | None,
+    conditions: Sequence[CommitCondition],
+) -> tuple[Package, int | None]:
+    """``_package_for`` for a file with no pending upload (deploy by checksum); the caller
+    holds the version's advisory lock and passes the status to ``insert_file_into_package``."""
+    found = await q.upload_target(conn, project_id, target.package_name,
+                                  target.package_version, target.file_name)
+    return await _package_for(conn, project_id, target, found, status, creator_id, conditions)
 
 
 async def _remove_orphan(db: Database, store: ObjectStore, key: str) -> None:

@@ -6,18 +6,21 @@ from gateway.auth import Principal
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.identity.policy import ProjectAccess, abilities
-from gateway.naming import FileTarget
+from gateway.naming import LATEST_VERSION, FileTarget
 from gateway.numbers import id_or_path
+from gateway.packages import latest
 
 
 async def file_for_caller(
     db: Database, who: Principal, project_ref: str, target: FileTarget, *,
-    allow_guest_pull: bool,
+    allow_guest_pull: bool, order: str = "upload",
 ) -> tuple[ProjectAccess | None, dict | None]:
     """The project as ``who`` sees it and, if they may read its packages, the file to serve.
 
     One query finds both: a redirect is mostly database round trips (and the pool adds one
-    more, its reset, per connection handed back).
+    more, its reset, per connection handed back). The ``@latest`` alias is resolved once the
+    caller may read (so it reveals no version to anyone else), then served as that version;
+    its row then carries ``package_version``.
     """
     ref = id_or_path(project_ref)
     if ref is None:
@@ -32,7 +35,21 @@ async def file_for_caller(
     access = abilities(who, project, allow_guest_pull=allow_guest_pull)
     if not access.read_package:
         return access, None
+    if target.package_version == LATEST_VERSION:
+        return access, await _latest_file(db, who, project.id, target, order)
     return access, found
+
+
+async def _latest_file(db: Database, who: Principal, project_id: int, target: FileTarget,
+                       order: str) -> dict | None:
+    version = await latest.resolve(db, project_id, target.package_name, target.file_name, order)
+    if version is None:
+        return None
+    async with db.connection() as conn:
+        _, found = await q.file_for_caller(
+            conn, project_id, who.user_id, target.package_name, version, target.file_name
+        )
+    return None if found is None else {**found, "package_version": version}
 
 
 async def mark_downloaded(db: Database, package_id: int, file_id: int) -> None:
