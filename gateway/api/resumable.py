@@ -30,7 +30,13 @@ from gateway.api.generic_packages import (
     project_access,
 )
 from gateway.api.present import package_file_record
-from gateway.errors import API_HEADERS, BadRequest, GatewayError, json_response
+from gateway.errors import (
+    API_HEADERS,
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    json_response,
+)
 from gateway.identity import policy
 from gateway.packages import duplicates
 from gateway.resumable import engine
@@ -198,11 +204,16 @@ async def tus_options(request: web.Request) -> web.Response:
 async def create_upload(request: web.Request) -> web.StreamResponse:
     """``POST …/:file_name/uploads`` (tus, or IETF) or ``POST …/:file_name`` (IETF)."""
     tail = generic_tail(request)
+    # …/:name/:version/:file_name/uploads (a file named "uploads" is …/:version/uploads).
+    on_uploads = tail.endswith(_UPLOADS_SUFFIX) and tail.count("/") >= 3
     if _tus(request):
-        if not tail.endswith(_UPLOADS_SUFFIX):
+        if not on_uploads:
             raise BadRequest("tus uploads are created at …/:file_name/uploads")
         return await _tus_create(request, tail[: -len(_UPLOADS_SUFFIX)])
-    if tail.endswith(_UPLOADS_SUFFIX) and "Upload-Complete" in request.headers:
+    if "Upload-Complete" not in request.headers:
+        # Not a resumable upload: a POST to a file is no GitLab route.
+        raise MethodNotAllowed({"GET", "HEAD", "PUT", "DELETE"})
+    if on_uploads:
         tail = tail[: -len(_UPLOADS_SUFFIX)]
     return await ietf_create(request, tail)
 
@@ -315,9 +326,12 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
     session = await engine.create(
         app[keys.uploads], access.project_id, target, status=status, creator_id=who.user_id,
-        length=length, metadata={}, lifetime_seconds=_lifetime(request))
+        length=length, metadata={"select": select} if select else {},
+        lifetime_seconds=_lifetime(request))
     location = _session_path(access.project_id, session.id)
-    if "Upload-Draft-Interop-Version" in request.headers and request.version >= (1, 1):
+    has_body = content_length is None or content_length > 0
+    if (has_body and "Upload-Draft-Interop-Version" in request.headers
+            and request.version >= (1, 1)):
         await request.writer.write(
             b"HTTP/1.1 104 Upload Resumption Supported\r\n"
             b"Upload-Draft-Interop-Version: " + IETF_INTEROP.encode() + b"\r\n"
@@ -331,17 +345,17 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
             app[keys.uploads], session.id, access.project_id, body, offset=0,
             content_length=content_length, complete=complete, length=length,
             lifetime_seconds=_lifetime(request))
-    response = _ietf_answer(request, done, select=select)
+    response = _ietf_answer(request, done)
     response.headers["Location"] = location
     return response
 
 
-def _ietf_answer(request: web.Request, done: engine.Appended, *,
-                 select: str | None = None) -> web.Response:
+def _ietf_answer(request: web.Request, done: engine.Appended) -> web.Response:
+    """The last append answers as the PUT would have (``select`` from the creation)."""
     headers = _ietf_headers(request, done.session)
     if done.file is None:
         return web.Response(status=201 if request.method != "PATCH" else 204, headers=headers)
     headers.pop("Cache-Control", None)
-    if select == "package_file":
+    if done.session.metadata.get("select") == "package_file":
         return json_response(package_file_record(done.file), 200, headers)
     return json_response({"message": "201 Created"}, 201, headers)
