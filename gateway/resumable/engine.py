@@ -37,6 +37,7 @@ from gateway.uploads import (
     MAX_PARTS,
     BodyStream,
     FileTooLarge,
+    Heartbeat,
     PartReader,
     StoredObject,
     UploadContext,
@@ -213,13 +214,17 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
             tail = await q.tail(conn, session_id) if row["tail_size"] else b""
         run = _Append(ctx, row, tail, lifetime_seconds)
         run.declare(length, content_length, complete)
-        stored = await run.receive(body, content_length, checksum)
-        if stored is None:
-            return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
-                            None)
-        row_file = await _commit(ctx, row, stored)
-        return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
-                        row_file)
+
+        async def beat() -> None:
+            # The pending-upload row exists only while the object is assembled and committed
+            # (until then this updates nothing); kept fresh, the sweeper leaves it alone.
+            async with ctx.db.connection() as conn:
+                await pq.heartbeat_pending_upload(conn, run.key)
+
+        async with Heartbeat(beat, ctx.heartbeat_interval):
+            stored = await run.receive(body, content_length, checksum)
+            file = await _commit(ctx, row, stored) if stored is not None else None
+        return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)), file)
 
 
 async def _reload(db: Database, session_id: str, project_id: int) -> Any:

@@ -20,6 +20,7 @@ from gateway.config import MiB
 from tests.conftest import ROOT, GatewayProcess, World
 from tests.faults.rawhttp import RawUpload
 from tests.resumable.common import digests, file_url, leftovers, make_file, package_file
+from tests.resumable.conftest import Served
 
 DRAFT = {"Upload-Draft-Interop-Version": "8"}
 
@@ -100,13 +101,13 @@ async def test_the_client_killed_mid_upload_resumes_with_resume(
 
 
 async def test_head_gives_the_offset_and_patch_appends_until_complete(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(file_url(gateway.url, world.project_id), headers={
+        async with http.post(file_url(served.url, world.project_id), headers={
                 **_auth(world), **DRAFT, "Upload-Complete": "?0", "Upload-Length": "6"},
                 data=b"abc") as resp:
             assert resp.status == 201
-            url = gateway.url + resp.headers["Location"]
+            url = served.url + resp.headers["Location"]
             assert resp.headers["Upload-Offset"] == "3"
         async with http.head(url, headers={**_auth(world), **DRAFT}) as resp:
             assert resp.status == 204
@@ -123,17 +124,17 @@ async def test_head_gives_the_offset_and_patch_appends_until_complete(
         async with http.head(url, headers=_auth(world)) as resp:
             assert resp.headers["Upload-Complete"] == "?1"
             assert resp.headers["Upload-Offset"] == "6"
-    record = await package_file(gateway.url, world.project_id, world.tokens["developer"])
+    record = await package_file(served.url, world.project_id, world.tokens["developer"])
     assert record is not None and record["file_sha256"] == hashlib.sha256(b"abcdef").hexdigest()
 
 
 async def test_a_wrong_offset_is_409_with_the_expected_offset(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.put(file_url(gateway.url, world.project_id), data=b"abcd", headers={
+        async with http.put(file_url(served.url, world.project_id), data=b"abcd", headers={
                 **_auth(world), "Upload-Complete": "?0"}) as resp:
             assert resp.status == 201
-            url = gateway.url + resp.headers["Location"]
+            url = served.url + resp.headers["Location"]
         async with http.patch(url, data=b"x", headers={
                 **_auth(world), "Upload-Offset": "1", "Upload-Complete": "?1",
                 "Content-Type": "application/partial-upload"}) as resp:
@@ -144,8 +145,8 @@ async def test_a_wrong_offset_is_409_with_the_expected_offset(
 
 
 async def test_an_ordinary_put_with_upload_complete_is_one_whole_upload(
-        gateway: GatewayProcess, world: World) -> None:
-    url = file_url(gateway.url, world.project_id) + "?select=package_file"
+        served: Served, world: World) -> None:
+    url = file_url(served.url, world.project_id) + "?select=package_file"
     headers = {**_auth(world), "Upload-Complete": "?1"}
     async with aiohttp.ClientSession() as http, http.put(url, data=b"whole",
                                                          headers=headers) as resp:
@@ -156,8 +157,8 @@ async def test_an_ordinary_put_with_upload_complete_is_one_whole_upload(
 
 
 async def test_104_tells_the_upload_url_before_the_body_is_read(
-        gateway: GatewayProcess, world: World) -> None:
-    port = int(gateway.url.rsplit(":", 1)[1])
+        served: Served, world: World) -> None:
+    port = served.port
     raw = RawUpload("127.0.0.1", port)
     await raw.connect()
     path = f"/api/v4/projects/{world.project_id}/packages/generic/data/1.0.0/blob.bin"
@@ -171,7 +172,7 @@ async def test_104_tells_the_upload_url_before_the_body_is_read(
     assert interim.headers["location"].startswith(f"/api/v4/projects/{world.project_id}/")
     await raw.abort()  # the client goes away after 4 bytes
     async with aiohttp.ClientSession() as http:
-        url = gateway.url + interim.headers["location"]
+        url = served.url + interim.headers["location"]
         for _ in range(50):
             async with http.head(url, headers=_auth(world)) as resp:
                 if resp.status == 204:
@@ -181,12 +182,12 @@ async def test_104_tells_the_upload_url_before_the_body_is_read(
 
 
 async def test_delete_cancels_and_leaves_nothing(
-        gateway: GatewayProcess, world: World, s3, bucket: str) -> None:
+        served: Served, world: World, s3, bucket: str) -> None:
     async with aiohttp.ClientSession() as http:
-        async with http.post(file_url(gateway.url, world.project_id), data=b"y" * (6 * MiB),
+        async with http.post(file_url(served.url, world.project_id), data=b"y" * (6 * MiB),
                              headers={**_auth(world), "Upload-Complete": "?0"}) as resp:
             assert resp.status == 201
-            url = gateway.url + resp.headers["Location"]
+            url = served.url + resp.headers["Location"]
         async with http.delete(url, headers=_auth(world)) as resp:
             assert resp.status == 204
         async with http.head(url, headers=_auth(world)) as resp:
