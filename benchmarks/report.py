@@ -15,6 +15,7 @@ CEILING_MB_S = 500
 SINGLE_RSS_MIB = 160
 REDIRECTS_PER_S = 3000
 REDIRECT_P99_MS = 20
+RESUMABLE_FACTOR = 0.8
 
 
 def _yes(ok: bool) -> str:
@@ -40,6 +41,7 @@ class Report:
     downloads_paced: LoadResult | None = None
     download_rate: float = 0.0
     downloads_server: str = ""
+    resumable_chunk: int = 0
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
@@ -65,6 +67,28 @@ class Report:
     def _cpu_median(self, server: str) -> float:
         ups = [u for u in self.uploads.get((server, "gateway"), []) if u.cpu_seconds]
         return statistics.median(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
+
+    def _resumable_rows(self) -> list[str]:
+        cases = sorted(s for s, side in self.uploads if side == "resumable")
+        if not cases:
+            return []
+        out = [
+            f"### Resumable upload ({self.resumable_chunk / MiB:.0f} MiB requests, "
+            "`gateway upload`) against a plain PUT, the same gateway and S3 server",
+            "",
+            "| S3 server | PUT MB/s best / median | resumable MB/s best / median "
+            "| ratio best / median | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for case in cases:
+            put, res = self._rates(case, "put"), self._rates(case, "resumable")
+            best, med = max(res) / max(put), statistics.median(res) / statistics.median(put)
+            out.append(
+                f"| {case.removeprefix('resumable-')} | {max(put):.0f} / "
+                f"{statistics.median(put):.0f} | {max(res):.0f} / {statistics.median(res):.0f} "
+                f"| {best:.2f} / {med:.2f} | ≥ {RESUMABLE_FACTOR} | "
+                f"{_yes(best >= RESUMABLE_FACTOR)} |")
+        return [*out, "", "The resumable side includes the client process's start.", ""]
 
     def markdown(self, targets: dict[str, float]) -> str:
         out = [
@@ -162,6 +186,7 @@ class Report:
                 "moves with whatever else runs.",
                 "",
             ]
+        out += self._resumable_rows()
         if self.sweep:
             out += [
                 f"### Concurrent uploads ({self.sweep[0]['size'] / MiB:.0f} MiB each, "

@@ -14,6 +14,7 @@ commit a PUT uses (advisory lock, duplicate policy, the same rows).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hashlib
@@ -289,6 +290,10 @@ class _Append:
         self.carry = tail  # acknowledged (and hashed) bytes not yet in a part
         self.complete: bool | None = None
         self.record_each = True
+        self.hashing: asyncio.Future[bytes] | None = None
+        # Parts on their way: (number, offset after it, hash state after it, the send).
+        self.in_flight: collections.deque[
+            tuple[int, int, asyncio.Future[bytes], asyncio.Task[None]]] = collections.deque()
 
     @property
     def parts_bytes(self) -> int:
@@ -315,20 +320,23 @@ class _Append:
 
     async def receive(self, body: BodyStream, content_length: int | None,
                       checksum: Checksum | None) -> StoredObject | None:
-        """Stream the body into parts; the whole object when this request completes it."""
+        """Stream the body into parts; the whole object when this request completes it.
+
+        As for a PUT, a part is hashed and sent while the next is read, with at most
+        ``parts_in_flight`` on their way; parts are acknowledged in order as they land.
+        """
         reader = PartReader(body, self.ctx.buffers, self.ctx.limits.body_read_timeout)
         # With a checksum nothing may be kept before the whole body is verified.
         self.record_each = checksum is None
         summer = hashlib.new(checksum.algorithm) if checksum is not None else None
-        sending: asyncio.Task[None] | None = None
         received = 0
         try:
             while True:
                 want = self._part_size() - len(self.carry)
                 if content_length is not None:
                     want = min(want, content_length - received)
-                if want <= 0 and content_length is not None:
-                    break
+                    if want <= 0:
+                        break
                 part = await reader.part(want)
                 try:
                     data = bytes(part.view)
@@ -341,30 +349,75 @@ class _Append:
                 self._check_growth()
                 if summer is not None:
                     summer.update(data)
-                await self.hasher.feed(data, self.ctx.pools.md5, self.ctx.pools.sha)
+                self._hash(data)
                 self.carry = self.carry + data if self.carry else data
                 if len(self.carry) >= self._part_size():
-                    if sending is not None:
-                        await sending
-                    sending = asyncio.create_task(self._send(self.carry, self.hasher.state(),
-                                                             self.offset))
+                    await self._start_part(self.carry)
                     self.carry = b""
             if content_length is None or received == content_length:
                 await reader.expect_end()
-            if sending is not None:
-                await sending
-                sending = None
+            await self._land_all()
         except BaseException:
-            if sending is not None:
-                # A part on its way is kept (and recorded) if it gets there.
-                with contextlib.suppress(BaseException):
-                    await sending
+            await self._land_what_arrives()
             raise
         finally:
             reader.close()
+        await self._hashed()
         if summer is not None and summer.digest() != checksum.digest:  # type: ignore[union-attr]
             raise ChecksumMismatch()
         return await self._settle()
+
+    def _hash(self, data: bytes) -> None:
+        """Queue ``data`` behind what is being hashed; ``self.hashing`` resolves to the state
+        after it."""
+        previous = self.hashing
+
+        async def run() -> bytes:
+            if previous is not None:
+                await previous
+            await self.hasher.feed(data, self.ctx.pools.md5, self.ctx.pools.sha)
+            return self.hasher.state()
+
+        self.hashing = asyncio.ensure_future(run())
+
+    async def _hashed(self) -> bytes:
+        if self.hashing is None:
+            return self.hasher.state()
+        return await self.hashing
+
+    async def _start_part(self, data: bytes) -> None:
+        """Send ``data`` as the next part, after a slot among those in flight is free."""
+        while len(self.in_flight) >= self.ctx.limits.parts_in_flight:
+            await self._land_oldest()
+        await self._sink()  # opened once, before any part is sent
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise FileTooLarge()
+        self.parts[number] = {"size": len(data)}  # reserved: the next part gets the next number
+        assert self.hashing is not None
+        self.in_flight.append(
+            (number, self.offset, self.hashing, asyncio.create_task(self._send(number, data))))
+
+    async def _land_oldest(self) -> None:
+        number, offset, hashing, task = self.in_flight.popleft()
+        await task
+        state = await hashing
+        if self.record_each:
+            await self._record(state, offset, tail=b"", upto=number)
+
+    async def _land_all(self) -> None:
+        while self.in_flight:
+            await self._land_oldest()
+
+    async def _land_what_arrives(self) -> None:
+        """After a failure: the parts already on their way are kept (and acknowledged) if
+        they get there, in order; from the first that does not, the rest are dropped."""
+        with contextlib.suppress(BaseException):
+            await self._land_all()
+        for *_, task in self.in_flight:
+            task.cancel()
+        await asyncio.gather(*(task for *_, task in self.in_flight), return_exceptions=True)
+        self.in_flight.clear()
 
     def _part_size(self) -> int:
         return part_size_for(len(self.parts) + 1, self.length, self.ctx.limits.part_size)
@@ -388,26 +441,18 @@ class _Append:
                 raise LengthMismatch("the upload ends before its length")
             return await self._finish()
         if len(self.carry) >= MIN_PART:
-            await self._send(self.carry, self.hasher.state(), self.offset, record=False)
+            await self._start_part(self.carry)
             self.carry = b""
-        await self._record(self.hasher.state(), self.offset)
+            await self._land_all()
+        await self._record(await self._hashed(), self.offset)
         return None
 
-    async def _send(self, data: bytes, state: bytes, offset: int, *, record: bool = True,
-                    ) -> None:
-        """Upload ``data`` as the next part; recorded (acknowledged) once S3 has it."""
-        number = len(self.parts) + 1
-        if number > MAX_PARTS:
-            raise FileTooLarge()
-        # Reserved before the upload, so the next part (read meanwhile) gets the next number.
-        self.parts[number] = {"size": len(data)}
+    async def _send(self, number: int, data: bytes) -> None:
         view = memoryview(data)
         crc = await self.ctx.pools.crc32(view)
-        sink = await self._sink()
-        await sink.write_part(number, view, crc)
-        self.parts[number] = {**sink.recorded(number), "size": len(data)}
-        if record and self.record_each:
-            await self._record(state, offset, tail=b"")
+        assert self.sink is not None
+        await self.sink.write_part(number, view, crc)
+        self.parts[number] = {**self.sink.recorded(number), "size": len(data)}
 
     async def _sink(self) -> PartSink:
         if self.sink is None:
@@ -416,8 +461,11 @@ class _Append:
                 await q.set_upload_id(conn, self.id, self.sink.upload_id)
         return self.sink
 
-    async def _record(self, state: bytes, offset: int, *, tail: bytes | None = None) -> None:
-        parts = {str(n): p for n, p in self.parts.items() if "etag" in p}
+    async def _record(self, state: bytes, offset: int, *, tail: bytes | None = None,
+                      upto: int | None = None) -> None:
+        """Acknowledge bytes [0, offset): the parts up to ``upto`` (all), then the tail."""
+        parts = {str(n): p for n, p in self.parts.items()
+                 if "etag" in p and (upto is None or n <= upto)}
         async with self.ctx.db.connection() as conn:
             await q.record_progress(conn, self.id, parts, self.carry if tail is None else tail,
                                     offset, state, self.length, self.lifetime)
@@ -450,6 +498,8 @@ class _Append:
             await self.ctx.store.put_object(self.key, view, await self.ctx.pools.crc32(view))
         else:
             if self.carry:
-                await self._send(self.carry, self.hasher.state(), self.offset, record=False)
+                await self._start_part(self.carry)
+                self.carry = b""
+                await self._land_all()
             await self.sink.commit()
         return StoredObject(self.key, self.offset, self.hasher.digests(), len(self.parts))
