@@ -113,6 +113,7 @@ class Uploader:
         enabled = sys.stderr.isatty() if options.progress is None else options.progress
         self.progress = Progress(self.size, enabled)
         self.state = _state_file(options)
+        self._complete = False  # as the last HEAD said
 
     async def run(self) -> dict[str, object]:
         location = self._saved() if self.o.resume else None
@@ -121,6 +122,9 @@ class Uploader:
             offset = await self._offset(location)
             if offset is None:
                 location = None  # expired or cancelled: start again
+            elif offset == self.size and self._complete:
+                self.state.unlink(missing_ok=True)
+                return {"message": "the upload was already complete"}
         if location is None:
             location = await self._create()
             offset = 0
@@ -135,6 +139,9 @@ class Uploader:
                 if found is None:
                     raise UploadFailed("the upload is gone from the server (expired or "
                                        "cancelled); run again without --resume") from exc
+                if self._complete:  # the last request did finish it; its answer was lost
+                    self.state.unlink(missing_ok=True)
+                    return {"message": "the upload was already complete"}
                 offset = found
                 continue
             self.state.unlink(missing_ok=True)
@@ -170,6 +177,7 @@ class Uploader:
                 return None
             if resp.status >= 400 or "Upload-Offset" not in resp.headers:
                 raise UploadFailed(f"{resp.status} from the upload resource")
+            self._complete = resp.headers.get("Upload-Complete") == "?1"
             return int(resp.headers["Upload-Offset"])
 
     async def _offset_or_retry(self, location: str) -> int | None:

@@ -81,8 +81,8 @@ async def test_the_client_shows_progress_on_a_terminal(
 async def test_the_client_killed_mid_upload_resumes_with_resume(
         gateway: GatewayProcess, world: World, tmp_path: Path) -> None:
     path = tmp_path / "blob.bin"
-    want = make_file(path, 24 * MiB)
-    first = _client(gateway, world, path, "--limit-rate", "8M", state=tmp_path)
+    want = make_file(path, 32 * MiB)
+    first = _client(gateway, world, path, "--limit-rate", "4M", state=tmp_path)
     deadline = time.monotonic() + 60
     # Killed once the server has acknowledged part of it (the offset advances part by part).
     while await world.conn.fetchval(
@@ -92,7 +92,7 @@ async def test_the_client_killed_mid_upload_resumes_with_resume(
     first.kill()
     first.wait()
     offset = await world.conn.fetchval("SELECT upload_offset FROM upload_sessions")
-    assert 8 * MiB <= offset < 24 * MiB
+    assert 8 * MiB <= offset < 32 * MiB
     out, err = _client(gateway, world, path, "--resume", state=tmp_path).communicate(
         timeout=120)
     assert digests(json.loads(out)) == want, err
