@@ -244,6 +244,7 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     location = _session_path(access.project_id, session.id)
     if with_body or length == 0:
         # creation-with-upload: the body is the first append (an empty file ends here).
+        await generic_packages.send_continue(request)
         async with RequestBody(request) as body:
             done = await engine.append(
                 app[keys.uploads], session.id, access.project_id, body, offset=0,
@@ -281,7 +282,9 @@ async def session_patch(request: web.Request) -> web.Response:
             body, offset=offset, content_length=_content_length(request), complete=complete,
             length=_header_int(request, "Upload-Length"),
             checksum=_tus_checksum(request) if tus else None,
-            lifetime_seconds=_lifetime(request))
+            lifetime_seconds=_lifetime(request),
+            # Expect: 100-continue is answered once the session is held at the right offset.
+            on_ready=lambda: generic_packages.send_continue(request))
     if tus:
         return web.Response(status=204, headers=_tus_headers(done.session))
     return _ietf_answer(request, done)
@@ -337,9 +340,8 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
             b"Upload-Draft-Interop-Version: " + IETF_INTEROP.encode() + b"\r\n"
             b"Location: " + location.encode() + b"\r\n\r\n")
         request.writer.output_size = 0
-    elif request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
+    else:
+        await generic_packages.send_continue(request)
     async with RequestBody(request) as body:
         done = await engine.append(
             app[keys.uploads], session.id, access.project_id, body, offset=0,

@@ -20,7 +20,7 @@ import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -197,10 +197,12 @@ async def _locked(db: Database, session_id: str) -> AsyncIterator[None]:
 async def append(ctx: UploadContext, session_id: str, project_id: int, body: BodyStream, *,
                  offset: int, content_length: int | None, complete: bool | None = None,
                  length: int | None = None, checksum: Checksum | None = None,
-                 lifetime_seconds: float) -> Appended:
+                 lifetime_seconds: float,
+                 on_ready: Callable[[], Awaitable[None]] | None = None) -> Appended:
     """Append ``body`` at ``offset``. ``complete`` (IETF) ends the upload with this request;
     None (tus) ends it when the declared length is reached. ``length`` declares the length
-    if the session has none yet."""
+    if the session has none yet. ``on_ready`` runs once the session is held and the request
+    fits it, before a byte of the body is read (``100 Continue``)."""
     if not _plausible_id(session_id):
         raise SessionNotFound()
     async with _locked(ctx.db, session_id):
@@ -215,6 +217,8 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
             tail = await q.tail(conn, session_id) if row["tail_size"] else b""
         run = _Append(ctx, row, tail, lifetime_seconds)
         run.declare(length, content_length, complete)
+        if on_ready is not None:
+            await on_ready()
 
         async def beat() -> None:
             # The pending-upload row exists only while the object is assembled and committed
@@ -222,9 +226,12 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
             async with ctx.db.connection() as conn:
                 await pq.heartbeat_pending_upload(conn, run.key)
 
-        async with Heartbeat(beat, ctx.heartbeat_interval):
-            stored = await run.receive(body, content_length, checksum)
-            file = await _commit(ctx, row, stored) if stored is not None else None
+        try:
+            async with Heartbeat(beat, ctx.heartbeat_interval):
+                stored = await run.receive(body, content_length, checksum)
+                file = await _commit(ctx, row, stored) if stored is not None else None
+        finally:
+            run.release()
         return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)), file)
 
 
@@ -291,13 +298,12 @@ class _Append:
         self.complete: bool | None = None
         self.record_each = True
         self.hashing: asyncio.Future[bytes] | None = None
+        # Bytes this append holds (the tail read back, the body's), charged to the process's
+        # buffer budget until their part has landed or the request ends.
+        self.charged = 0
         # Parts on their way: (number, offset after it, hash state after it, the send).
         self.in_flight: collections.deque[
             tuple[int, int, asyncio.Future[bytes], asyncio.Task[None]]] = collections.deque()
-
-    @property
-    def parts_bytes(self) -> int:
-        return self.offset - len(self.carry)
 
     def declare(self, length: int | None, content_length: int | None,
                 complete: bool | None) -> None:
@@ -326,6 +332,8 @@ class _Append:
         ``parts_in_flight`` on their way; parts are acknowledged in order as they land.
         """
         reader = PartReader(body, self.ctx.buffers, self.ctx.limits.body_read_timeout)
+        await self.ctx.buffers.reserve(len(self.carry))
+        self.charged += len(self.carry)
         # With a checksum nothing may be kept before the whole body is verified.
         self.record_each = checksum is None
         summer = hashlib.new(checksum.algorithm) if checksum is not None else None
@@ -337,11 +345,7 @@ class _Append:
                     want = min(want, content_length - received)
                     if want <= 0:
                         break
-                part = await reader.part(want)
-                try:
-                    data = bytes(part.view)
-                finally:
-                    part.give_back(self.ctx.buffers)
+                data = await self._take(reader, want)
                 if not data:
                     break
                 received += len(data)
@@ -366,6 +370,26 @@ class _Append:
         if summer is not None and summer.digest() != checksum.digest:  # type: ignore[union-attr]
             raise ChecksumMismatch()
         return await self._settle()
+
+    async def _take(self, reader: PartReader, want: int) -> bytes:
+        """The next ``want`` bytes of the body as ``bytes`` (the hash library takes no views),
+        still charged to the process's buffer budget until their part has landed."""
+        part = await reader.part(want)
+        data = bytes(part.view)
+        if part.buf is not None:
+            self.ctx.buffers.release(part.buf, keep=len(data))
+        # (a part that is one received piece is charged already, and stays so)
+        self.charged += len(data)
+        return data
+
+    def _uncharge(self, nbytes: int) -> None:
+        self.ctx.buffers.unreserve(nbytes)
+        self.charged -= nbytes
+
+    def release(self) -> None:
+        """The request is over: what it still holds (a tail now in the row, the bytes of a
+        failed request, parts cancelled) leaves the budget."""
+        self._uncharge(self.charged)
 
     def _hash(self, data: bytes) -> None:
         """Queue ``data`` behind what is being hashed; ``self.hashing`` resolves to the state
@@ -400,7 +424,10 @@ class _Append:
 
     async def _land_oldest(self) -> None:
         number, offset, hashing, task = self.in_flight.popleft()
-        await task
+        try:
+            await task
+        finally:
+            self._uncharge(self.parts[number]["size"])
         state = await hashing
         if self.record_each:
             await self._record(state, offset, tail=b"", upto=number)

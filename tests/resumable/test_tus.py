@@ -17,6 +17,7 @@ from tusclient import client as tus_client
 
 from gateway.config import MiB
 from tests.conftest import ROOT, GatewayProcess, World
+from tests.faults.rawhttp import RawUpload
 from tests.resumable.common import digests, file_url, leftovers, make_file, package_file
 from tests.resumable.conftest import Served
 
@@ -155,6 +156,27 @@ async def test_a_second_concurrent_append_is_refused_with_409(
         async with await first as resp:
             assert resp.status == 204
             assert resp.headers["Upload-Offset"] == "2048"
+
+
+async def test_expect_100_continue_is_answered_only_at_the_right_offset(
+        served: Served, world: World) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = await create(http, served, world, 3)
+    path = url.removeprefix(served.url)
+    head = ("PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nPRIVATE-TOKEN: {token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+            "Upload-Offset: {offset}\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    wrong = await RawUpload("127.0.0.1", served.port).connect()
+    await wrong.send(head.format(path=path, token=world.tokens["developer"], offset=2).encode())
+    assert (await wrong.answer(timeout=10)).status == 409  # no body was asked for
+    wrong.close()
+    right = await RawUpload("127.0.0.1", served.port).connect()
+    await right.send(head.format(path=path, token=world.tokens["developer"], offset=0).encode())
+    assert (await right.answer(timeout=10)).status == 100
+    await right.send(b"abc")
+    answer = await right.answer(timeout=10)
+    assert answer.status == 204 and answer.headers["upload-offset"] == "3"
+    right.close()
 
 
 async def test_creation_with_upload_and_hidden_status_from_metadata(
