@@ -192,7 +192,9 @@ def _lifetime(request: web.Request) -> float:
 
 
 async def tus_options(request: web.Request) -> web.Response:
-    """tus discovery; no credentials needed (it says nothing about any project)."""
+    """tus discovery, for a project the caller can see (as a GET would be answered)."""
+    who = await authenticate(request, "GET")
+    policy.require_visible(who, await project_access(request, who))
     headers = {**API_HEADERS, "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION,
                "Tus-Extension": TUS_EXTENSIONS, "Tus-Checksum-Algorithm": "sha1,md5"}
     max_size = request.app[keys.settings].max_file_size
@@ -211,7 +213,9 @@ async def create_upload(request: web.Request) -> web.StreamResponse:
             raise BadRequest("tus uploads are created at …/:file_name/uploads")
         return await _tus_create(request, tail[: -len(_UPLOADS_SUFFIX)])
     if "Upload-Complete" not in request.headers:
-        # Not a resumable upload: a POST to a file is no GitLab route.
+        # Not a resumable upload: a POST to a file is no GitLab route (the caller and the
+        # project are checked first, as for every request to a project's packages).
+        await _writer(request)
         raise MethodNotAllowed({"GET", "HEAD", "PUT", "DELETE"})
     if on_uploads:
         tail = tail[: -len(_UPLOADS_SUFFIX)]

@@ -230,7 +230,8 @@ async def test_termination_leaves_no_row_object_or_multipart_upload(
 
 async def test_options_advertises_version_extensions_and_checksums(
         served: Served, world: World) -> None:
-    async with aiohttp.ClientSession() as http, http.options(uploads_url(served, world)) as resp:
+    async with aiohttp.ClientSession() as http, http.options(
+            uploads_url(served, world), headers=_token(world)) as resp:
         assert resp.status == 204
         assert resp.headers["Tus-Version"] == "1.0.0"
         assert set(resp.headers["Tus-Extension"].split(",")) == {

@@ -50,7 +50,7 @@ def _fill(template: str, world: World, bad: tuple[str, str] | None) -> str:
         return {
             "id": "acme" if groups else str(world.project_id), "tail": "pkg/1.0/f.txt",
             "source": "projects", "all": "all", "package_id": "1", "package_file_id": "1",
-            "user_id": "2", "token_id": "1", "job_token_id": "1",
+            "user_id": "2", "token_id": "1", "job_token_id": "1", "session_id": "0" * 32,
         }[name]
 
     return re.sub(r"\{([^}]+)\}", value, template)
