@@ -251,6 +251,13 @@ class Authenticator:
         )
         return principal or ANONYMOUS
 
+    async def authenticate_session(self, row: PatCredential, method: str) -> Principal:
+        """A web UI session's token (found by the session, never sent by the browser): the
+        checks and scopes of the same token in ``PRIVATE-TOKEN``."""
+        principal = self._pat_principal(row, method)
+        await self._touch(row)
+        return principal
+
     async def _from_pat(
         self, creds: Credentials, method: str, challenge: str | None, *, basic: bool,
         read_scopes: frozenset[str] = frozenset(), any_scope: bool = False,

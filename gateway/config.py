@@ -162,6 +162,9 @@ class Settings:
     health_port: int | None = None
     # The event loop not running for this long is a stall: logged with its stack, health red.
     loop_stall_seconds: float = 1.0
+    # The web UI under /-/ui/ (and / redirecting browsers there); sessions last this long.
+    ui: bool = True
+    ui_session_hours: int = 12
     instance_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")  # noqa: E501
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -212,6 +215,8 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_WORKERS": ("workers", parse_int),
     "GATEWAY_LOG_LEVEL": ("log_level", choice("DEBUG", "INFO", "WARNING", "ERROR")),
     "GATEWAY_ALLOW_GUEST_PULL": ("allow_guest_pull", parse_bool),
+    "GATEWAY_UI": ("ui", parse_bool),
+    "GATEWAY_UI_SESSION_HOURS": ("ui_session_hours", parse_int),
     "GATEWAY_INSTANCE_ID": ("instance_id", str),
     "GATEWAY_METRICS": ("metrics", parse_bool),
     "GATEWAY_METRICS_TOKEN": ("metrics_token", str),
@@ -304,6 +309,8 @@ def validate(s: Settings) -> None:
         raise bad("s3_request_deadline", "must be more than 0 seconds")
     if s.metrics_token is not None and len(s.metrics_token) < 16:
         raise bad("metrics_token", "must be at least 16 characters (a random secret)")
+    if not 1 <= s.ui_session_hours <= 24 * 30:
+        raise bad("ui_session_hours", "must be between 1 and 720 (30 days)")
     if s.db_pool_min < 0 or s.db_pool_max < max(1, s.db_pool_min):
         raise bad("db_pool_max", "must be at least 1 and at least GATEWAY_DB_POOL_MIN")
 

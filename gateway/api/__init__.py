@@ -6,6 +6,8 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.api import (
+    audit_events,
+    features,
     generic_packages,
     groups,
     health,
@@ -14,6 +16,7 @@ from gateway.api import (
     package_settings,
     project_packages,
     projects,
+    protection_rules,
     resumable,
     tokens,
     users,
@@ -68,6 +71,21 @@ def setup_routes(app: web.Application) -> None:
     # A group's duplicate policy: administrator or the group's Maintainer+.
     r.add_get("/api/v4/groups/{id}/packages/settings", package_settings.get_settings)
     r.add_put("/api/v4/groups/{id}/packages/settings", package_settings.put_settings)
+    # Package protection rules (GitLab's REST API): the project's Maintainer+.
+    rules = _PACKAGES + "/protection/rules"
+    r.add_get(rules, protection_rules.list_rules)
+    r.add_post(rules, protection_rules.create_rule)
+    r.add_patch(rules + "/{package_protection_rule_id}", protection_rules.update_rule)
+    r.add_delete(rules + "/{package_protection_rule_id}", protection_rules.delete_rule)
+    # Feature flags: accepted from administrators for compatibility, nothing to switch.
+    # python-gitlab asks for /features//:name (its path ends in a slash); GitLab takes both.
+    r.add_post("/api/v4/features{sep:/+}{name}", features.set_feature)
+    # Audit events: the instance's for administrators; a project's or group's for its
+    # Developers+ (their own events only, below Maintainer / Owner).
+    r.add_get("/api/v4/audit_events", audit_events.list_events)
+    r.add_get("/api/v4/audit_events/{audit_event_id}", audit_events.get_event)
+    r.add_get(_SOURCE + "/audit_events", audit_events.list_events)
+    r.add_get(_SOURCE + "/audit_events/{audit_event_id}", audit_events.get_event)
     _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).

@@ -37,6 +37,8 @@ from gateway.errors import (
     MethodNotAllowed,
     json_response,
 )
+from gateway.governance import gate
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.packages import duplicates
 from gateway.resumable import engine
@@ -176,12 +178,17 @@ def _upload_limit(request: web.Request, session: engine.Session | None) -> str:
     return ", ".join(limits)
 
 
-async def _writer(request: web.Request) -> policy.ProjectAccess:
+async def _writer(request: web.Request) -> tuple[auth.Principal, policy.ProjectAccess]:
     """The caller may write packages of the project in the URL (a PUT's checks)."""
     who = await authenticate(request, "PUT")
     if who.anonymous:
         raise auth.Unauthorized()
-    return policy.require_create_package(who, await project_access(request, who))
+    return who, policy.require_create_package(who, await project_access(request, who))
+
+
+def _commit_checks(who: auth.Principal, access: policy.ProjectAccess) -> gate.CommitChecks:
+    """What the commit checks for this caller, as for a PUT (protection rules, audit)."""
+    return gate.CommitChecks(Actor.of(who, access))
 
 
 def _lifetime(request: web.Request) -> float:
@@ -232,6 +239,7 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     target = naming.file_target(tail, status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, None)
+    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     length = _header_int(request, "Upload-Length")
     if length is None:
         raise BadRequest("Upload-Length is required")
@@ -253,13 +261,13 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
             done = await engine.append(
                 app[keys.uploads], session.id, access.project_id, body, offset=0,
                 content_length=content_length, checksum=checksum,
-                lifetime_seconds=_lifetime(request))
+                lifetime_seconds=_lifetime(request), checks=_commit_checks(who, access))
         session = done.session
     return web.Response(status=201, headers={**_tus_headers(session), "Location": location})
 
 
 async def session_head(request: web.Request) -> web.Response:
-    access = await _writer(request)
+    _, access = await _writer(request)
     session = await engine.find(request.app[keys.db], request.match_info["session_id"],
                                 access.project_id)
     if _tus(request):
@@ -269,7 +277,7 @@ async def session_head(request: web.Request) -> web.Response:
 
 async def session_patch(request: web.Request) -> web.Response:
     tus = _tus(request)
-    access = await _writer(request)
+    who, access = await _writer(request)
     wanted = TUS_CONTENT_TYPE if tus else IETF_CONTENT_TYPE
     content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
     if content_type != wanted and (tus or content_type):
@@ -288,7 +296,8 @@ async def session_patch(request: web.Request) -> web.Response:
             checksum=_tus_checksum(request) if tus else None,
             lifetime_seconds=_lifetime(request),
             # Expect: 100-continue is answered once the session is held at the right offset.
-            on_ready=lambda: generic_packages.send_continue(request))
+            on_ready=lambda: generic_packages.send_continue(request),
+            checks=_commit_checks(who, access))
     if tus:
         return web.Response(status=204, headers=_tus_headers(done.session))
     return _ietf_answer(request, done)
@@ -296,7 +305,7 @@ async def session_patch(request: web.Request) -> web.Response:
 
 async def session_delete(request: web.Request) -> web.Response:
     tus = _tus(request)
-    access = await _writer(request)
+    _, access = await _writer(request)
     await engine.terminate(request.app[keys.uploads], request.match_info["session_id"],
                            access.project_id)
     return web.Response(status=204, headers=_tus_headers() if tus else dict(API_HEADERS))
@@ -326,6 +335,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     target = naming.file_target(tail if tail is not None else generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
+    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     content_length = _content_length(request)
     length = _header_int(request, "Upload-Length")
     if complete and content_length is not None:
@@ -350,7 +360,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
         done = await engine.append(
             app[keys.uploads], session.id, access.project_id, body, offset=0,
             content_length=content_length, complete=complete, length=length,
-            lifetime_seconds=_lifetime(request))
+            lifetime_seconds=_lifetime(request), checks=_commit_checks(who, access))
     response = _ietf_answer(request, done)
     response.headers["Location"] = location
     return response

@@ -200,3 +200,17 @@ def require_level(who: Principal, level: int, minimum: int) -> None:
 def signed_in_user(who: Principal) -> bool:
     """A signed-in human or bot user that is not external: sees internal projects."""
     return who.kind == "user" and not who.external
+
+
+async def packages_access(
+    db: Database, who: Principal, ref: str, *, allow_guest_pull: bool, destroy: bool = False
+) -> ProjectAccess:
+    """The Packages API's checks in its order (GitLab's ``find_project!``, then
+    ``read_package``, then for deletes ``destroy_package``): a missing or invisible project is
+    ``404 Project Not Found`` for everyone, a missing ability 403."""
+    access = require_found_project(
+        await project_access(db, who, ref, allow_guest_pull=allow_guest_pull)
+    )
+    if not access.read_package or (destroy and not access.destroy_package):
+        raise Forbidden()
+    return access

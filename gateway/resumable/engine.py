@@ -198,11 +198,13 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
                  offset: int, content_length: int | None, complete: bool | None = None,
                  length: int | None = None, checksum: Checksum | None = None,
                  lifetime_seconds: float,
-                 on_ready: Callable[[], Awaitable[None]] | None = None) -> Appended:
+                 on_ready: Callable[[], Awaitable[None]] | None = None,
+                 checks: commit.CommitChecks | None = None) -> Appended:
     """Append ``body`` at ``offset``. ``complete`` (IETF) ends the upload with this request;
     None (tus) ends it when the declared length is reached. ``length`` declares the length
     if the session has none yet. ``on_ready`` runs once the session is held and the request
-    fits it, before a byte of the body is read (``100 Continue``)."""
+    fits it, before a byte of the body is read (``100 Continue``). ``checks`` are the commit's
+    checks for this request's caller (protection rules), should this append complete it."""
     if not _plausible_id(session_id):
         raise SessionNotFound()
     async with _locked(ctx.db, session_id):
@@ -229,7 +231,8 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
         try:
             async with Heartbeat(beat, ctx.heartbeat_interval):
                 stored = await run.receive(body, content_length, checksum)
-                file = await _commit(ctx, row, stored) if stored is not None else None
+                file = (await _commit(ctx, row, stored, checks) if stored is not None
+                        else None)
         finally:
             run.release()
         return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)), file)
@@ -240,14 +243,16 @@ async def _reload(db: Database, session_id: str, project_id: int) -> Any:
         return await q.find_session(conn, session_id, project_id)
 
 
-async def _commit(ctx: UploadContext, row: Any, stored: StoredObject) -> PackageFile:
+async def _commit(ctx: UploadContext, row: Any, stored: StoredObject,
+                  checks: commit.CommitChecks | None) -> PackageFile:
     """The object is complete: commit it as a PUT would; a refused commit ends the session
     (the commit has removed the object)."""
     target = FileTarget(row["package_name"], row["package_version"], row["file_name"],
                         row["file_path"])
     try:
         file = await commit.commit_file(ctx.db, ctx.store, row["project_id"], target, stored,
-                                        status=row["status"], creator_id=row["creator_id"])
+                                        status=row["status"], creator_id=row["creator_id"],
+                                        checks=checks)
     except GatewayError:
         async with ctx.db.connection() as conn:
             await q.delete_session(conn, row["id"])

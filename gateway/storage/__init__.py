@@ -94,8 +94,9 @@ class ObjectStore(Protocol):
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         """A presigned GET URL, or None when the gateway must stream the bytes itself."""
 
-    def read(self, key: str) -> AsyncIterator[bytes]:
-        """The object's bytes in chunks. Raises ObjectNotFound."""
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks (only bytes ``first..last`` of ``byte_range``, both
+        included, when given: the range must lie within the object). Raises ObjectNotFound."""
 
     async def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""

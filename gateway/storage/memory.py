@@ -85,10 +85,13 @@ class MemoryStore:
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         return None
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None
+                   ) -> AsyncIterator[bytes]:
         if key not in self.objects:
             raise ObjectNotFound(key)
         data = self.objects[key][0]
+        if byte_range is not None:
+            data = data[byte_range[0] : byte_range[1] + 1]
         for i in range(0, len(data), _CHUNK):
             yield data[i : i + _CHUNK]
 

@@ -363,9 +363,11 @@ class S3Store:
             self._urls[cache_key] = (now + reuse, url)
         return url
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None
+                   ) -> AsyncIterator[bytes]:
+        extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
         async with self.call("get_object"):
-            resp = await self.client.get_object(Bucket=self.bucket, Key=key)
+            resp = await self.client.get_object(Bucket=self.bucket, Key=key, **extra)
         async with resp["Body"] as body:
             # Each read of the body waits at most GATEWAY_S3_READ_TIMEOUT.
             with translate_errors("get_object", self.errors):
