@@ -59,3 +59,10 @@ def test_no_request_failed(output: str) -> None:
 def test_plans_of_the_background_scans_are_printed(output: str) -> None:
     assert "-- sweeper scan" in output and "-- deletion worker claim" in output
     assert "Buffers:" in output
+
+
+def test_every_new_index_is_compared_with_its_absence(output: str) -> None:
+    for index in ("packages_project_created_idx", "packages_project_id_idx",
+                  "package_files_package_id_idx", "pending_uploads_heartbeat_idx",
+                  "object_deletions_due_id_idx"):
+        assert f"| `{index}` |" in output, index

@@ -6,7 +6,6 @@ worker's scans read due rows only."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,9 +18,11 @@ from benchmarks.metadata.fill import Filled, Sizes, fill
 from gateway.db.migrate import migrate
 from gateway.devtools.postgres import PostgresCluster
 
-# 50,000 files in 10,000 packages: enough rows that an index is the cheaper plan.
-SIZES = dataclasses.replace(Sizes.scaled(0.005), pending=5_000, stale_pending=20,
-                            deletions=20_000, due_deletions=200)
+# Enough rows that an index is the cheaper plan, and the skew of the full size: four projects
+# hold 400 times the packages of the others (the planner's per-project estimate is the mean).
+SIZES = Sizes(groups=10, projects=200, packages=90_000, files=200_000, big_projects=4,
+              big_project_files=40_000, files_per_big_package=2, big_package_files=2_000,
+              pending=5_000, stale_pending=20, deletions=20_000, due_deletions=200)
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +71,13 @@ async def test_background_scans_read_only_due_rows(conn, filled, name, table) ->
     (query,) = [q for q in await plans.hot_queries(conn, filled) if q.name == name]
     plan = await plans.explain(conn, query, fmt="JSON")
     assert plans.touches_only_due_rows(plan, table), plan
+
+
+@pytest.mark.parametrize("name", ["project list: keyset first page",
+                                  "project list: keyset deep page",
+                                  "group list: keyset deep page", "package files: keyset page"])
+async def test_keyset_pages_read_a_page_per_project(conn, filled, name) -> None:
+    (query,) = [q for q in await plans.hot_queries(conn, filled) if q.name == name]
+    plan = await plans.explain(conn, query, fmt="JSON", generic=True)
+    table = "package_files" if "files" in name else "packages"
+    assert plans.rows_read(plan, table) <= 21, plan

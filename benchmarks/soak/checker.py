@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks.soak.bodies import BodyMaker
 from benchmarks.soak.history import FAILED, OK, UNKNOWN, Fault, History, Op
-from benchmarks.soak.profiles import DATABASE_FAULTS
+from benchmarks.soak.profiles import DATABASE_FAULTS, KILL, TERM
 
 INF = math.inf
 _SHOWN = 10  # problems listed per invariant
@@ -88,10 +88,22 @@ class Checker:
         return (delete.project, delete.name, delete.version) == t[:3] and (
             delete.kind == "delete_version" or delete.file == t[3])
 
+    def _gateway_died_during(self, op: Op) -> bool:
+        return any(f.kind in (KILL, TERM) and f.start <= op.end and f.end >= op.start
+                   for f in self.h.faults)
+
+    def _may_have_taken_effect(self, d: Op) -> bool:
+        if d.outcome in (OK, UNKNOWN) or d.status == 503:
+            return True
+        # DELETE is idempotent, so nginx sends it to the next gateway when the first dies
+        # before answering; the retry finds nothing and answers 404, although the first
+        # attempt may have deleted the file.
+        return d.status == 404 and self._gateway_died_during(d)
+
     def _may_have_deleted(self, t: Target, committed_from: float) -> bool:
         """A delete that may have taken effect after a commit made at ``committed_from``."""
         for d in self.deletes:
-            if self._covers(d, t) and (d.outcome in (OK, UNKNOWN) or d.status == 503):
+            if self._covers(d, t) and self._may_have_taken_effect(d):
                 until = INF if d.outcome == UNKNOWN else d.end
                 if until > committed_from:
                     return True

@@ -35,7 +35,7 @@ def plan(profile: Profile, seed: int, instances: list[str]) -> list[Fault]:
             order = list(FAULT_KINDS)
             rng.shuffle(order)
         kind = order.pop()
-        hold = round(rng.uniform(*profile.hold), 2)
+        hold = round(rng.uniform(*profile.hold_for(kind)), 2)
         if t + hold > profile.duration - profile.cooldown:
             return faults
         target = rng.choice(instances) if kind in (KILL, TERM) else ""

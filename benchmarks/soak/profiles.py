@@ -33,6 +33,8 @@ class Profile:
     # Each fault held for a time drawn from (low, high) seconds; gaps between faults likewise.
     hold: tuple[float, float]
     gap: tuple[float, float]
+    # Kinds held for other times than ``hold``: (kind, low, high).
+    holds: tuple[tuple[str, float, float], ...] = ()
     # Weights of the operation kinds.
     ops: tuple[tuple[str, float], ...] = (
         ("upload", 0.40), ("download", 0.22), ("range", 0.08), ("head", 0.04),
@@ -43,6 +45,9 @@ class Profile:
     # No fault starts in the first and the last seconds of the run.
     warmup: float = 5.0
     cooldown: float = 8.0
+
+    def hold_for(self, kind: str) -> tuple[float, float]:
+        return next(((lo, hi) for k, lo, hi in self.holds if k == kind), self.hold)
 
 
 SHORT = Profile(
@@ -55,6 +60,9 @@ FULL = Profile(
     sizes=((0.30, 0, 4 * KiB), (0.40, 4 * KiB, 1 * MiB), (0.24, 1 * MiB, 32 * MiB),
            (0.05, 32 * MiB, 256 * MiB), (0.01, 256 * MiB, 1 * GiB)),
     hold=(2.0, 12.0), gap=(5.0, 15.0),
+    # Some freezes of S3 outlast GATEWAY_S3_REQUEST_DEADLINE (30 s): the 503 path, then the
+    # sweeper's clean-up once S3 thaws.
+    holds=((S3_PAUSE, 5.0, 45.0),),
 )
 PROFILES = {p.name: p for p in (SHORT, FULL)}
 

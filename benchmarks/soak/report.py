@@ -63,7 +63,10 @@ def _details(outcome: Outcome) -> list[str]:
     ranged = [o for o in ops if o.kind == "range" and o.range and o.outcome == OK]
     by_s3 = sum(o.mode == "redirect" and o.received == o.range[1] - o.range[0] + 1
                 for o in ranged)
-    whole = sum(o.mode == "proxy" for o in ranged)
+    by_gateway = sum(o.mode == "proxy" and o.extra.get("answer_status") == 206
+                     for o in ranged)
+    whole = sum(o.extra.get("answer_status") == 200 and o.received != o.range[1] - o.range[0] + 1
+                for o in ranged)
     secs = max(outcome.profile.duration, 1.0)
     return [
         "",
@@ -75,9 +78,9 @@ def _details(outcome: Outcome) -> list[str]:
         f"{sum(o.project == 'forbid' for o in ups)}; cut by the client "
         f"{sum(bool(o.cut) for o in ups)}. Downloads by how they were served: "
         + ", ".join(f"{k} {v}" for k, v in sorted(modes.items()))
-        + f". Ranges: {by_s3} served by S3 after the redirect (the range's bytes checked); "
-        f"{whole} answered with the whole file by the proxying gateway, which has no Range "
-        f"support (the whole file checked). Throughput {len(ops) / secs:.1f} ops/s, "
+        + f". Ranges (their bytes checked against the same range of what was sent): "
+        f"{by_gateway} answered 206 by the proxying gateway, {by_s3} served by S3 after the "
+        f"redirect, {whole} answered with the whole file. Throughput {len(ops) / secs:.1f} ops/s, "
         f"{moved / secs / 2**20:.1f} MiB/s.",
     ]
 

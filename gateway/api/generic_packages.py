@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -32,7 +33,9 @@ from gateway.identity import policy
 from gateway.models import PackageFile
 from gateway.packages import commit, conditional, deletion, digests, downloads, duplicates
 from gateway.packages.etags import etag_of
-from gateway.storage import ObjectNotFound, new_object_key
+from gateway.storage import ObjectNotFound, StorageUnavailable, new_object_key
+
+log = logging.getLogger("gateway.api")
 
 _MARKER = "/packages/generic/"
 
@@ -336,14 +339,25 @@ async def _stream(request: web.Request, row: dict, rep: validators.Representatio
     await response.prepare(request)
     metrics = request.app.get(keys.metrics)
     sent = metrics.download_bytes.labels("proxy") if metrics is not None else None
-    if first:
-        await response.write(first)
-        if sent is not None:
-            sent.inc(len(first))
-    async for chunk in chunks:
-        await response.write(chunk)
-        if sent is not None:
-            sent.inc(len(chunk))
+    try:
+        if first:
+            await response.write(first)
+            if sent is not None:
+                sent.inc(len(first))
+        async for chunk in chunks:
+            await response.write(chunk)
+            if sent is not None:
+                sent.inc(len(chunk))
+    except ConnectionError as exc:  # aiohttp's "Connection lost": the client hung up
+        raise ClientGone(str(exc)) from exc
+    except StorageUnavailable as exc:
+        # The headers are out, so no 503 can follow: the connection is cut, and the client
+        # sees fewer bytes than the Content-Length, never a file that looks complete.
+        log.warning("proxied download cut: object storage stopped mid-stream: %s", exc,
+                    extra={"path": request.path})
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 

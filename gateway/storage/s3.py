@@ -21,6 +21,8 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
+from aiohttp import ClientError as HttpClientError
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.payload import BytesPayload
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
@@ -150,7 +152,9 @@ def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterato
         if errors is not None:
             errors[action] += 1
         raise StorageUnavailable() from exc
-    except (TimeoutError, BotoCoreError, OSError) as exc:
+    except (TimeoutError, BotoCoreError, OSError, HttpClientError, HttpProcessingError) as exc:
+        # The last two: an answer's body cut short (fewer bytes than its Content-Length),
+        # e.g. a GetObject whose object is deleted while it streams.
         log.warning("s3 %s failed: %s", action, _describe(exc))
         if errors is not None:
             errors[action] += 1
