@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "scraped every second while on (0 to skip)")
     p.add_argument("--metrics-off", action="store_true",
                    help="run every other case's gateways with GATEWAY_METRICS=false")
+    p.add_argument("--resumable-rounds", type=int, default=2,
+                   help="rounds of the resumable case: plain PUT against `gateway upload` in "
+                        "--resumable-chunk requests, the same file into the first S3 server, "
+                        "alternating (0 to skip)")
+    p.add_argument("--resumable-chunk", default="64MiB", help="bytes per resumable request")
     p.add_argument("--no-peer", action="store_true",
                    help="skip the OCI distribution registry (docker-registry) as a peer; "
                         "without the program it is skipped anyway, with a line saying so")
@@ -86,6 +91,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.size_bytes = parse_size(args.size)
     args.sweep_bytes = parse_size(args.sweep_size)
     args.budget_bytes = parse_size(args.buffer_budget)
+    args.resumable_chunk_bytes = parse_size(args.resumable_chunk)
     args.server_list = _names(p, "--servers", args.servers, SERVERS)
     args.small_list = _names(p, "--small-on", args.small_on, SERVERS)
     args.small_bytes = parse_size(args.small_size)
@@ -197,6 +203,9 @@ def run(args: argparse.Namespace) -> Report:
             ceiling_case(args, report, db, work, path, gw_env)
         if args.metrics_rounds > 0:
             metrics_case(args, report, db, work, path, gw_env)
+        if args.resumable_rounds > 0 and args.server_list:
+            resumable_case(args, report, db, work, path, backends.get(args.server_list[0]),
+                           gw_env)
         if args.sweep_list:
             sweep_case(args, report, db, work, backends, gw_env)
         if args.download_seconds > 0:
@@ -476,6 +485,30 @@ def metrics_case(args: argparse.Namespace, report: Report, db: h.Database, work:
     finally:
         for gw in gws.values():
             gw.stop()
+
+
+def resumable_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                   path: Path, backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """A resumable upload in 64 MiB requests against a plain PUT: one gateway, the same S3
+    server and file, rounds alternating which goes first."""
+    backend.ensure()
+    gw = h.start_gateway(db, work, "resumable", backend=backend, extra_env=gw_env)
+    try:
+        for r in range(args.resumable_rounds):
+            for side in (("put", "resumable") if r % 2 == 0 else ("resumable", "put")):
+                backend.fresh()
+                if side == "put":
+                    up = h.gateway_upload(gw, db, path, f"put-{r}.bin")
+                else:
+                    up = h.resumable_upload(gw, db, path, f"resumable-{r}.bin",
+                                            args.resumable_chunk_bytes)
+                report.add_upload(f"resumable-{backend.name}", side, up)
+                log(f"resumable case round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
+                backend.empty_bucket()
+        report.resumable_chunk = args.resumable_chunk_bytes
+    finally:
+        gw.stop()
+        backend.rest()
 
 
 def main(argv: list[str] | None = None) -> int:

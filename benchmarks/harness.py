@@ -372,6 +372,23 @@ def gateway_upload(gw: GatewayProcess, db: Database, path: Path, name: str) -> U
                   status)
 
 
+def resumable_upload(gw: GatewayProcess, db: Database, path: Path, name: str,
+                     chunk: int) -> Upload:
+    """``gateway upload`` (the IETF protocol) in ``chunk``-sized requests; its process start
+    counts against it."""
+    cpu0 = gw.cpu()
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "upload", str(path), file_url(gw, db, name),
+         "--chunk-size", str(chunk)],
+        capture_output=True, text=True, timeout=3600,
+        env={**os.environ, "PACKGATE_TOKEN": db.token})
+    seconds = time.perf_counter() - start
+    if out.returncode != 0:
+        raise RuntimeError(f"resumable upload failed: {out.stderr}")
+    return Upload(seconds, path.stat().st_size, cpu_seconds=gw.cpu() - cpu0)
+
+
 def direct_upload(backend: Backend, path: Path, key: str) -> Upload:
     """boto3's ``upload_file`` with its default TransferConfig, straight to the S3 server."""
     s3 = backend.client()

@@ -25,6 +25,7 @@ PER_UPLOAD_MIB = 1.25
 # A proxied download holds no more than this above the process's size before it.
 PROXY_RSS_GROWTH_MIB = 32
 REDIRECT_P99_MS = 20
+RESUMABLE_FACTOR = 0.8
 # Small files (issue: into rclone ≥ 0.5x direct PutObject with p99 < 50 ms; ≥ 10x the OCI
 # registry's rate into moto).
 SMALL_VS_DIRECT = {"rclone": 0.5}
@@ -60,6 +61,7 @@ class Report:
     downloads_paced: LoadResult | None = None
     download_rate: float = 0.0
     downloads_server: str = ""
+    resumable_chunk: int = 0
     download_clients: int = 0
     small: dict[tuple[str, str], list[SmallResult]] = field(
         default_factory=lambda: defaultdict(list))
@@ -106,6 +108,28 @@ class Report:
     def _cpu_median(self, server: str) -> float:
         ups = [u for u in self.uploads.get((server, "gateway"), []) if u.cpu_seconds]
         return statistics.median(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
+
+    def _resumable_rows(self) -> list[str]:
+        cases = sorted(s for s, side in self.uploads if side == "resumable")
+        if not cases:
+            return []
+        out = [
+            f"### Resumable upload ({self.resumable_chunk / MiB:.0f} MiB requests, "
+            "`gateway upload`) against a plain PUT, the same gateway and S3 server",
+            "",
+            "| S3 server | PUT MB/s best / median | resumable MB/s best / median "
+            "| ratio best / median | target | met |",
+            "|---|---|---|---|---|---|",
+        ]
+        for case in cases:
+            put, res = self._rates(case, "put"), self._rates(case, "resumable")
+            best, med = max(res) / max(put), statistics.median(res) / statistics.median(put)
+            out.append(
+                f"| {case.removeprefix('resumable-')} | {max(put):.0f} / "
+                f"{statistics.median(put):.0f} | {max(res):.0f} / {statistics.median(res):.0f} "
+                f"| {best:.2f} / {med:.2f} | ≥ {RESUMABLE_FACTOR} | "
+                f"{_yes(best >= RESUMABLE_FACTOR)} |")
+        return [*out, "", "The resumable side includes the client process's start.", ""]
 
     def markdown(self, targets: dict[str, float]) -> str:
         out = [
@@ -206,6 +230,7 @@ class Report:
                 "moves with whatever else runs.",
                 "",
             ]
+        out += self._resumable_rows()
         out += self._sweep_table()
         out += self._proxy_table()
         if self.downloads is not None:

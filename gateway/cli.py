@@ -107,6 +107,30 @@ def cmd_cluster(settings: config.Settings, args: argparse.Namespace) -> int:
     return run_cluster(settings, Path(args.data_dir), port=args.port)
 
 
+def cmd_upload(settings: config.Settings, args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    import aiohttp
+
+    from gateway import upload_client as uc
+
+    options = uc.Options(
+        Path(args.file), args.url, args.token or os.environ.get("PACKGATE_TOKEN"),
+        resume=args.resume,
+        chunk_size=uc.parse_size(args.chunk_size) if args.chunk_size else None,
+        limit_rate=uc.parse_size(args.limit_rate) if args.limit_rate else None,
+        retries=args.retries,
+    )
+    try:
+        answer = _run(uc.upload(options))
+    except (uc.UploadFailed, aiohttp.ClientError, OSError) as exc:
+        print(f"gateway upload: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gateway", description="packgate: a GitLab-compatible generic package registry"
@@ -134,6 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
                          help="where everything is kept")
     cluster.add_argument("--port", type=int, default=8080, help="nginx's port (default 8080)")
     cluster.set_defaults(func=cmd_cluster)
+    up = sub.add_parser(
+        "upload", help="upload FILE to a generic package file URL, resumably (IETF protocol)"
+    )
+    up.add_argument("file", help="the file to send")
+    up.add_argument("url", help="…/api/v4/projects/:id/packages/generic/:name/:version/:file")
+    up.add_argument("--resume", action="store_true",
+                    help="continue this file's unfinished upload to this URL, if any")
+    up.add_argument("--token", help="a token (default: $PACKGATE_TOKEN), sent as PRIVATE-TOKEN")
+    up.add_argument("--chunk-size", help="bytes per request, e.g. 64M (default: all in one)")
+    up.add_argument("--limit-rate", help="at most this many bytes per second, e.g. 10M")
+    up.add_argument("--retries", type=int, default=5,
+                    help="how often a broken transfer is resumed before giving up (default 5)")
+    up.set_defaults(func=cmd_upload)
     admin = sub.add_parser("admin", help="administration").add_subparsers(
         dest="admin_command", required=True
     )

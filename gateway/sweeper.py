@@ -28,6 +28,7 @@ from gateway.config import Settings
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
+from gateway.resumable.sweep import sweep_expired_sessions
 from gateway.storage import ObjectStore, StorageUnavailable
 
 log = logging.getLogger("gateway.sweeper")
@@ -43,6 +44,9 @@ class SweepReport:
     stale: list[str] = field(default_factory=list)  # object keys found stale
     swept: list[str] = field(default_factory=list)  # ... and cleaned, rows dropped
     failed: list[str] = field(default_factory=list)  # ... store unreachable, kept for later
+    # Resumable upload sessions past their expiry (gateway.resumable.sweep).
+    sessions: list[str] = field(default_factory=list)
+    sessions_failed: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         if self.busy and not self.swept and not self.failed:
@@ -50,12 +54,16 @@ class SweepReport:
         if self.dry_run:
             lines = [f"{len(self.stale)} stale pending upload(s) would be aborted"]
             lines += [f"  {key}" for key in self.stale]
+            lines.append(f"{len(self.sessions)} expired upload session(s) would be aborted")
             return "\n".join(lines)
         text = f"{len(self.swept)} stale pending upload(s) aborted"
         if self.failed:
             text += f", {len(self.failed)} left for the next sweep (object store unavailable)"
         if self.busy:
             text += "; another gateway took over the rest"
+        text += f"; {len(self.sessions)} expired upload session(s) aborted"
+        if self.sessions_failed:
+            text += f", {len(self.sessions_failed)} left for the next sweep"
         return text
 
 
@@ -71,6 +79,9 @@ async def sweep_stale_uploads(
     async with db.connection() as conn:
         rows = await q.stale_pending_uploads(conn, stale_seconds, _BATCH)
     report.stale = [r["object_key"] for r in rows]
+    # Sessions first: each under its own lock, whoever else is sweeping pending uploads.
+    report.sessions, report.sessions_failed = await sweep_expired_sessions(
+        db, store, dry_run=dry_run)
     if dry_run:
         return report
     for key in report.stale:

@@ -45,7 +45,8 @@ def test_every_case_runs_to_the_end_at_tiny_sizes(tmp_path: Path) -> None:
                     "### Metrics on and off", "### Concurrent uploads",
                     "### Small files: 4 KiB uploads, 2 clients",
                     "### Redirect downloads: 2 gateway worker(s), rclone presigning",
-                    "| bare aiohttp app, the same 302", "### Proxy downloads: 1 MiB"):
+                    "| bare aiohttp app, the same 302", "### Proxy downloads: 1 MiB",
+                    "### Resumable upload (64 MiB requests, `gateway upload`) against a plain PUT"):
         assert heading in text
     assert "PostgreSQL round trips** (each Sync or simple Query) and S3 requests: PutObject 1.00" \
         in text

@@ -174,7 +174,8 @@ async def expect_nothing_yet(request: web.Request) -> None:
     """Replaces aiohttp's automatic ``100 Continue``: the handler sends it after its checks."""
 
 
-async def _send_continue(request: web.Request) -> None:
+async def send_continue(request: web.Request) -> None:
+    """``100 Continue``, if the client asked for it (the checks have passed)."""
     if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0
@@ -221,7 +222,7 @@ async def put_file(request: web.Request) -> web.Response:
                                      pending=(key, ctx.instance))
     try:
         await conditional.check_before_body(app[keys.db], access.project_id, target, condition)
-        await _send_continue(request)
+        await send_continue(request)
     except BaseException:
         await uploads.forget_pending(ctx, key)
         raise

@@ -30,7 +30,13 @@ from gateway.api.generic_packages import (
     project_access,
 )
 from gateway.api.present import package_file_record
-from gateway.errors import API_HEADERS, BadRequest, GatewayError, json_response
+from gateway.errors import (
+    API_HEADERS,
+    BadRequest,
+    GatewayError,
+    MethodNotAllowed,
+    json_response,
+)
 from gateway.governance import gate, quotas
 from gateway.governance.protection import Actor
 from gateway.identity import policy
@@ -209,7 +215,9 @@ def _lifetime(request: web.Request) -> float:
 
 
 async def tus_options(request: web.Request) -> web.Response:
-    """tus discovery; no credentials needed (it says nothing about any project)."""
+    """tus discovery, for a project the caller can see (as a GET would be answered)."""
+    who = await authenticate(request, "GET")
+    policy.require_visible(who, await project_access(request, who))
     headers = {**API_HEADERS, "Tus-Resumable": TUS_VERSION, "Tus-Version": TUS_VERSION,
                "Tus-Extension": TUS_EXTENSIONS, "Tus-Checksum-Algorithm": "sha1,md5"}
     max_size = request.app[keys.settings].max_file_size
@@ -221,11 +229,18 @@ async def tus_options(request: web.Request) -> web.Response:
 async def create_upload(request: web.Request) -> web.StreamResponse:
     """``POST …/:file_name/uploads`` (tus, or IETF) or ``POST …/:file_name`` (IETF)."""
     tail = generic_tail(request)
+    # …/:name/:version/:file_name/uploads (a file named "uploads" is …/:version/uploads).
+    on_uploads = tail.endswith(_UPLOADS_SUFFIX) and tail.count("/") >= 3
     if _tus(request):
-        if not tail.endswith(_UPLOADS_SUFFIX):
+        if not on_uploads:
             raise BadRequest("tus uploads are created at …/:file_name/uploads")
         return await _tus_create(request, tail[: -len(_UPLOADS_SUFFIX)])
-    if tail.endswith(_UPLOADS_SUFFIX) and "Upload-Complete" in request.headers:
+    if "Upload-Complete" not in request.headers:
+        # Not a resumable upload: a POST to a file is no GitLab route (the caller and the
+        # project are checked first, as for every request to a project's packages).
+        await _writer(request)
+        raise MethodNotAllowed({"GET", "HEAD", "PUT", "DELETE"})
+    if on_uploads:
         tail = tail[: -len(_UPLOADS_SUFFIX)]
     return await ietf_create(request, tail)
 
@@ -240,6 +255,7 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     target = naming.file_target(tail, status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, None)
+    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     length = _header_int(request, "Upload-Length")
     if length is None:
         raise BadRequest("Upload-Length is required")
@@ -257,6 +273,7 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     location = _session_path(access.project_id, session.id)
     if with_body or length == 0:
         # creation-with-upload: the body is the first append (an empty file ends here).
+        await generic_packages.send_continue(request)
         async with RequestBody(request) as body:
             done = await engine.append(
                 app[keys.uploads], session.id, access.project_id, body, offset=0,
@@ -294,7 +311,10 @@ async def session_patch(request: web.Request) -> web.Response:
             body, offset=offset, content_length=_content_length(request), complete=complete,
             length=_header_int(request, "Upload-Length"),
             checksum=_tus_checksum(request) if tus else None,
-            lifetime_seconds=_lifetime(request), checks=_governance(request, who, access)[2])
+            lifetime_seconds=_lifetime(request),
+            # Expect: 100-continue is answered once the session is held at the right offset.
+            on_ready=lambda: generic_packages.send_continue(request),
+            checks=_governance(request, who, access)[2])
     if tus:
         return web.Response(status=204, headers=_tus_headers(done.session))
     return _ietf_answer(request, done)
@@ -332,6 +352,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     target = naming.file_target(tail if tail is not None else generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
+    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     content_length = _content_length(request)
     length = _header_int(request, "Upload-Length")
     if complete and content_length is not None:
@@ -340,17 +361,19 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
     session = await engine.create(
         app[keys.uploads], access.project_id, target, status=status, creator_id=who.user_id,
-        length=length, metadata={}, lifetime_seconds=_lifetime(request))
+        length=length, metadata={"select": select} if select else {},
+        lifetime_seconds=_lifetime(request))
     location = _session_path(access.project_id, session.id)
-    if "Upload-Draft-Interop-Version" in request.headers and request.version >= (1, 1):
+    has_body = content_length is None or content_length > 0
+    if (has_body and "Upload-Draft-Interop-Version" in request.headers
+            and request.version >= (1, 1)):
         await request.writer.write(
             b"HTTP/1.1 104 Upload Resumption Supported\r\n"
             b"Upload-Draft-Interop-Version: " + IETF_INTEROP.encode() + b"\r\n"
             b"Location: " + location.encode() + b"\r\n\r\n")
         request.writer.output_size = 0
-    elif request.headers.get("Expect", "").lower() == "100-continue":
-        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.writer.output_size = 0
+    else:
+        await generic_packages.send_continue(request)
     async with RequestBody(request) as body:
         done = await engine.append(
             app[keys.uploads], session.id, access.project_id, body, offset=0,
@@ -361,12 +384,12 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     return response
 
 
-def _ietf_answer(request: web.Request, done: engine.Appended, *,
-                 select: str | None = None) -> web.Response:
+def _ietf_answer(request: web.Request, done: engine.Appended) -> web.Response:
+    """The last append answers as the PUT would have (``select`` from the creation)."""
     headers = _ietf_headers(request, done.session)
     if done.file is None:
         return web.Response(status=201 if request.method != "PATCH" else 204, headers=headers)
     headers.pop("Cache-Control", None)
-    if select == "package_file":
+    if done.session.metadata.get("select") == "package_file":
         return json_response(package_file_record(done.file), 200, headers)
     return json_response({"message": "201 Created"}, 201, headers)

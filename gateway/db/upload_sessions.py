@@ -23,7 +23,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
 RETURNING {_COLUMNS}
 """
 
-FIND_SESSION = f"SELECT {_COLUMNS} FROM upload_sessions WHERE id = $1 AND project_id = $2"
+# An expired session is gone for its clients, whether or not the sweeper has removed it yet.
+FIND_SESSION = f"""
+SELECT {_COLUMNS} FROM upload_sessions WHERE id = $1 AND project_id = $2 AND expires_at > now()
+"""
 
 TAIL = "SELECT tail FROM upload_sessions WHERE id = $1"
 
@@ -65,8 +68,11 @@ ORDER BY s.expires_at
 LIMIT $1
 """
 
-CLAIM_SESSION = """
-SELECT id, object_key, upload_id, state FROM upload_sessions WHERE id = $1 FOR UPDATE SKIP LOCKED
+CLAIM_EXPIRED_SESSION = """
+SELECT id, object_key, upload_id, state FROM upload_sessions s
+WHERE s.id = $1 AND (s.expires_at < now()
+   OR (s.state = 0 AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.id = s.project_id)))
+FOR UPDATE SKIP LOCKED
 """
 
 
@@ -127,8 +133,8 @@ async def expired_sessions(conn: Conn, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(EXPIRED_SESSIONS, limit)
 
 
-async def claim_session(conn: Conn, session_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(CLAIM_SESSION, session_id)
+async def claim_expired_session(conn: Conn, session_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(CLAIM_EXPIRED_SESSION, session_id)
 
 
 def decode_json(value: object) -> object:

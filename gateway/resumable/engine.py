@@ -14,12 +14,13 @@ commit a PUT uses (advisory lock, duplicate policy, the same rows).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,7 @@ from gateway.uploads import (
     MAX_PARTS,
     BodyStream,
     FileTooLarge,
+    Heartbeat,
     PartReader,
     StoredObject,
     UploadContext,
@@ -195,12 +197,15 @@ async def _locked(db: Database, session_id: str) -> AsyncIterator[None]:
 async def append(ctx: UploadContext, session_id: str, project_id: int, body: BodyStream, *,
                  offset: int, content_length: int | None, complete: bool | None = None,
                  length: int | None = None, checksum: Checksum | None = None,
-                 lifetime_seconds: float, checks: commit.CommitChecks | None = None
-                 ) -> Appended:
+                 lifetime_seconds: float,
+                 on_ready: Callable[[], Awaitable[None]] | None = None,
+                 checks: commit.CommitChecks | None = None) -> Appended:
     """Append ``body`` at ``offset``. ``complete`` (IETF) ends the upload with this request;
     None (tus) ends it when the declared length is reached. ``length`` declares the length
-    if the session has none yet. ``checks``: governance's part of the commit, for the caller
-    of the append that completes the upload (protection rules, quotas, the audit event)."""
+    if the session has none yet. ``on_ready`` runs once the session is held and the request
+    fits it, before a byte of the body is read (``100 Continue``). ``checks``: governance's
+    part of the commit, for the caller of the append that completes the upload (protection
+    rules, quotas, the audit event)."""
     if not _plausible_id(session_id):
         raise SessionNotFound()
     async with _locked(ctx.db, session_id):
@@ -215,13 +220,23 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
             tail = await q.tail(conn, session_id) if row["tail_size"] else b""
         run = _Append(ctx, row, tail, lifetime_seconds)
         run.declare(length, content_length, complete)
-        stored = await run.receive(body, content_length, checksum)
-        if stored is None:
-            return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
-                            None)
-        row_file = await _commit(ctx, row, stored, checks)
-        return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)),
-                        row_file)
+        if on_ready is not None:
+            await on_ready()
+
+        async def beat() -> None:
+            # The pending-upload row exists only while the object is assembled and committed
+            # (until then this updates nothing); kept fresh, the sweeper leaves it alone.
+            async with ctx.db.connection() as conn:
+                await pq.heartbeat_pending_upload(conn, run.key)
+
+        try:
+            async with Heartbeat(beat, ctx.heartbeat_interval):
+                stored = await run.receive(body, content_length, checksum)
+                file = (await _commit(ctx, row, stored, checks) if stored is not None
+                        else None)
+        finally:
+            run.release()
+        return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)), file)
 
 
 async def _reload(db: Database, session_id: str, project_id: int) -> Any:
@@ -288,10 +303,13 @@ class _Append:
         self.carry = tail  # acknowledged (and hashed) bytes not yet in a part
         self.complete: bool | None = None
         self.record_each = True
-
-    @property
-    def parts_bytes(self) -> int:
-        return self.offset - len(self.carry)
+        self.hashing: asyncio.Future[bytes] | None = None
+        # Bytes this append holds (the tail read back, the body's), charged to the process's
+        # buffer budget until their part has landed or the request ends.
+        self.charged = 0
+        # Parts on their way: (number, offset after it, hash state after it, the send).
+        self.in_flight: collections.deque[
+            tuple[int, int, asyncio.Future[bytes], asyncio.Task[None]]] = collections.deque()
 
     def declare(self, length: int | None, content_length: int | None,
                 complete: bool | None) -> None:
@@ -314,25 +332,26 @@ class _Append:
 
     async def receive(self, body: BodyStream, content_length: int | None,
                       checksum: Checksum | None) -> StoredObject | None:
-        """Stream the body into parts; the whole object when this request completes it."""
+        """Stream the body into parts; the whole object when this request completes it.
+
+        As for a PUT, a part is hashed and sent while the next is read, with at most
+        ``parts_in_flight`` on their way; parts are acknowledged in order as they land.
+        """
         reader = PartReader(body, self.ctx.buffers, self.ctx.limits.body_read_timeout)
+        await self.ctx.buffers.reserve(len(self.carry))
+        self.charged += len(self.carry)
         # With a checksum nothing may be kept before the whole body is verified.
         self.record_each = checksum is None
         summer = hashlib.new(checksum.algorithm) if checksum is not None else None
-        sending: asyncio.Task[None] | None = None
         received = 0
         try:
             while True:
                 want = self._part_size() - len(self.carry)
                 if content_length is not None:
                     want = min(want, content_length - received)
-                if want <= 0 and content_length is not None:
-                    break
-                part = await reader.part(want)
-                try:
-                    data = bytes(part.view)
-                finally:
-                    part.give_back(self.ctx.buffers)
+                    if want <= 0:
+                        break
+                data = await self._take(reader, want)
                 if not data:
                     break
                 received += len(data)
@@ -340,30 +359,98 @@ class _Append:
                 self._check_growth()
                 if summer is not None:
                     summer.update(data)
-                await self.hasher.feed(data, self.ctx.pools.md5, self.ctx.pools.sha)
+                self._hash(data)
                 self.carry = self.carry + data if self.carry else data
                 if len(self.carry) >= self._part_size():
-                    if sending is not None:
-                        await sending
-                    sending = asyncio.create_task(self._send(self.carry, self.hasher.state(),
-                                                             self.offset))
+                    await self._start_part(self.carry)
                     self.carry = b""
             if content_length is None or received == content_length:
                 await reader.expect_end()
-            if sending is not None:
-                await sending
-                sending = None
+            await self._land_all()
         except BaseException:
-            if sending is not None:
-                # A part on its way is kept (and recorded) if it gets there.
-                with contextlib.suppress(BaseException):
-                    await sending
+            await self._land_what_arrives()
             raise
         finally:
             reader.close()
+        await self._hashed()
         if summer is not None and summer.digest() != checksum.digest:  # type: ignore[union-attr]
             raise ChecksumMismatch()
         return await self._settle()
+
+    async def _take(self, reader: PartReader, want: int) -> bytes:
+        """The next ``want`` bytes of the body as ``bytes`` (the hash library takes no views),
+        still charged to the process's buffer budget until their part has landed."""
+        part = await reader.part(want)
+        data = bytes(part.view)
+        if part.buf is not None:
+            self.ctx.buffers.release(part.buf, keep=len(data))
+        # (a part that is one received piece is charged already, and stays so)
+        self.charged += len(data)
+        return data
+
+    def _uncharge(self, nbytes: int) -> None:
+        self.ctx.buffers.unreserve(nbytes)
+        self.charged -= nbytes
+
+    def release(self) -> None:
+        """The request is over: what it still holds (a tail now in the row, the bytes of a
+        failed request, parts cancelled) leaves the budget."""
+        self._uncharge(self.charged)
+
+    def _hash(self, data: bytes) -> None:
+        """Queue ``data`` behind what is being hashed; ``self.hashing`` resolves to the state
+        after it."""
+        previous = self.hashing
+
+        async def run() -> bytes:
+            if previous is not None:
+                await previous
+            await self.hasher.feed(data, self.ctx.pools.md5, self.ctx.pools.sha)
+            return self.hasher.state()
+
+        self.hashing = asyncio.ensure_future(run())
+
+    async def _hashed(self) -> bytes:
+        if self.hashing is None:
+            return self.hasher.state()
+        return await self.hashing
+
+    async def _start_part(self, data: bytes) -> None:
+        """Send ``data`` as the next part, after a slot among those in flight is free."""
+        while len(self.in_flight) >= self.ctx.limits.parts_in_flight:
+            await self._land_oldest()
+        await self._sink()  # opened once, before any part is sent
+        number = len(self.parts) + 1
+        if number > MAX_PARTS:
+            raise FileTooLarge()
+        self.parts[number] = {"size": len(data)}  # reserved: the next part gets the next number
+        assert self.hashing is not None
+        self.in_flight.append(
+            (number, self.offset, self.hashing, asyncio.create_task(self._send(number, data))))
+
+    async def _land_oldest(self) -> None:
+        number, offset, hashing, task = self.in_flight.popleft()
+        try:
+            await task
+        finally:
+            self._uncharge(self.parts[number]["size"])
+        state = await hashing
+        if self.record_each:
+            await self._record(state, offset, tail=b"", upto=number)
+
+    async def _land_all(self) -> None:
+        while self.in_flight:
+            await self._land_oldest()
+
+    async def _land_what_arrives(self) -> None:
+        """After a failure: the parts already on their way are kept (and acknowledged) if
+        they get there, in order; from the first that does not, the rest are dropped."""
+        with contextlib.suppress(BaseException):
+            await self._land_all()
+        for *_, task in self.in_flight:
+            task.cancel()
+        await asyncio.gather(*(task for *_, task in self.in_flight), return_exceptions=True)
+        self.in_flight.clear()
 
     def _part_size(self) -> int:
         return part_size_for(len(self.parts) + 1, self.length, self.ctx.limits.part_size)
@@ -387,26 +474,18 @@ class _Append:
                 raise LengthMismatch("the upload ends before its length")
             return await self._finish()
         if len(self.carry) >= MIN_PART:
-            await self._send(self.carry, self.hasher.state(), self.offset, record=False)
+            await self._start_part(self.carry)
             self.carry = b""
-        await self._record(self.hasher.state(), self.offset)
+            await self._land_all()
+        await self._record(await self._hashed(), self.offset)
         return None
 
-    async def _send(self, data: bytes, state: bytes, offset: int, *, record: bool = True,
-                    ) -> None:
-        """Upload ``data`` as the next part; recorded (acknowledged) once S3 has it."""
-        number = len(self.parts) + 1
-        if number > MAX_PARTS:
-            raise FileTooLarge()
-        # Reserved before the upload, so the next part (read meanwhile) gets the next number.
-        self.parts[number] = {"size": len(data)}
+    async def _send(self, number: int, data: bytes) -> None:
         view = memoryview(data)
         crc = await self.ctx.pools.crc32(view)
-        sink = await self._sink()
-        await sink.write_part(number, view, crc)
-        self.parts[number] = {**sink.recorded(number), "size": len(data)}
-        if record and self.record_each:
-            await self._record(state, offset, tail=b"")
+        assert self.sink is not None
+        await self.sink.write_part(number, view, crc)
+        self.parts[number] = {**self.sink.recorded(number), "size": len(data)}
 
     async def _sink(self) -> PartSink:
         if self.sink is None:
@@ -415,8 +494,11 @@ class _Append:
                 await q.set_upload_id(conn, self.id, self.sink.upload_id)
         return self.sink
 
-    async def _record(self, state: bytes, offset: int, *, tail: bytes | None = None) -> None:
-        parts = {str(n): p for n, p in self.parts.items() if "etag" in p}
+    async def _record(self, state: bytes, offset: int, *, tail: bytes | None = None,
+                      upto: int | None = None) -> None:
+        """Acknowledge bytes [0, offset): the parts up to ``upto`` (all), then the tail."""
+        parts = {str(n): p for n, p in self.parts.items()
+                 if "etag" in p and (upto is None or n <= upto)}
         async with self.ctx.db.connection() as conn:
             await q.record_progress(conn, self.id, parts, self.carry if tail is None else tail,
                                     offset, state, self.length, self.lifetime)
@@ -449,6 +531,8 @@ class _Append:
             await self.ctx.store.put_object(self.key, view, await self.ctx.pools.crc32(view))
         else:
             if self.carry:
-                await self._send(self.carry, self.hasher.state(), self.offset, record=False)
+                await self._start_part(self.carry)
+                self.carry = b""
+                await self._land_all()
             await self.sink.commit()
         return StoredObject(self.key, self.offset, self.hasher.digests(), len(self.parts))

@@ -110,3 +110,18 @@ async def test_an_empty_file_completes_at_creation(two, world: World) -> None:
     await _create(two[0], world, 0)
     # tus: an upload of length 0 is complete once created, with no PATCH.
     assert await _digests_seen(two[0], world) == _expected(b"")
+
+
+async def test_appends_give_back_every_byte_of_the_buffer_budget(two, world: World) -> None:
+    from gateway import keys
+
+    data = os.urandom(19 * MiB + 3)
+    url = await _create(two[0], world, len(data))
+    await _patch(two[0], world, url, 0, data[: 9 * MiB])  # a part and a 1 MiB tail
+    resp = await two[0].patch(url, data=b"x", headers=_hdr(world, **{  # refused: wrong offset
+        "Upload-Offset": "1", "Content-Type": "application/offset+octet-stream"}))
+    assert resp.status == 409
+    await _patch(two[0], world, url, 9 * MiB, data[9 * MiB:])
+    for client in two:
+        assert client.server.app[keys.buffers].used == 0
+    assert await _digests_seen(two[0], world) == _expected(data)

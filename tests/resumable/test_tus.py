@@ -17,22 +17,24 @@ from tusclient import client as tus_client
 
 from gateway.config import MiB
 from tests.conftest import ROOT, GatewayProcess, World
+from tests.faults.rawhttp import RawUpload
 from tests.resumable.common import digests, file_url, leftovers, make_file, package_file
+from tests.resumable.conftest import Served
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
-def uploads_url(gateway: GatewayProcess, world: World, **kw: str) -> str:
+def uploads_url(gateway: GatewayProcess | Served, world: World, **kw: str) -> str:
     return file_url(gateway.url, world.project_id, **kw) + "/uploads"
 
 
-def tus(gateway: GatewayProcess, world: World, role: str = "developer",
+def tus(gateway: GatewayProcess | Served, world: World, role: str = "developer",
         **kw: str) -> tus_client.TusClient:
     return tus_client.TusClient(uploads_url(gateway, world, **kw),
                                 headers={"PRIVATE-TOKEN": world.tokens[role]})
 
 
-async def create(http: aiohttp.ClientSession, gateway: GatewayProcess, world: World,
+async def create(http: aiohttp.ClientSession, gateway: GatewayProcess | Served, world: World,
                  length: int, role: str = "developer", **kw: str) -> str:
     headers = {**TUS, "PRIVATE-TOKEN": world.tokens[role], "Upload-Length": str(length)}
     async with http.post(uploads_url(gateway, world, **kw), headers=headers) as resp:
@@ -112,9 +114,9 @@ def _kill_client_and_resume(create_url: str, path: Path, size: int, chunk: int,
 
 
 async def test_wrong_offset_is_answered_409_with_the_right_offset(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     async with aiohttp.ClientSession() as http:
-        url = await create(http, gateway, world, 10)
+        url = await create(http, served, world, 10)
         async with http.patch(url, data=b"abcd", headers=patch_headers(world, 0)) as resp:
             assert resp.status == 204
             assert resp.headers["Upload-Offset"] == "4"
@@ -135,7 +137,7 @@ def _token(world: World, role: str = "developer") -> dict[str, str]:
 
 
 async def test_a_second_concurrent_append_is_refused_with_409(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     release = asyncio.Event()
 
     async def slow_body():
@@ -144,7 +146,7 @@ async def test_a_second_concurrent_append_is_refused_with_409(
         yield b"y" * 1024
 
     async with aiohttp.ClientSession() as http:
-        url = await create(http, gateway, world, 2048)
+        url = await create(http, served, world, 2048)
         first = asyncio.create_task(http.patch(
             url, data=slow_body(), headers={**patch_headers(world, 0), "Content-Length": "2048"}))
         await asyncio.sleep(1.0)  # the first append holds the session
@@ -156,28 +158,49 @@ async def test_a_second_concurrent_append_is_refused_with_409(
             assert resp.headers["Upload-Offset"] == "2048"
 
 
+async def test_expect_100_continue_is_answered_only_at_the_right_offset(
+        served: Served, world: World) -> None:
+    async with aiohttp.ClientSession() as http:
+        url = await create(http, served, world, 3)
+    path = url.removeprefix(served.url)
+    head = ("PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nPRIVATE-TOKEN: {token}\r\n"
+            "Tus-Resumable: 1.0.0\r\nContent-Type: application/offset+octet-stream\r\n"
+            "Upload-Offset: {offset}\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+    wrong = await RawUpload("127.0.0.1", served.port).connect()
+    await wrong.send(head.format(path=path, token=world.tokens["developer"], offset=2).encode())
+    assert (await wrong.answer(timeout=10)).status == 409  # no body was asked for
+    wrong.close()
+    right = await RawUpload("127.0.0.1", served.port).connect()
+    await right.send(head.format(path=path, token=world.tokens["developer"], offset=0).encode())
+    assert (await right.answer(timeout=10)).status == 100
+    await right.send(b"abc")
+    answer = await right.answer(timeout=10)
+    assert answer.status == 204 and answer.headers["upload-offset"] == "3"
+    right.close()
+
+
 async def test_creation_with_upload_and_hidden_status_from_metadata(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     data = b"hello tus"
     headers = {**TUS, **_token(world), "Upload-Length": str(len(data)),
                "Upload-Metadata": "status " + base64.b64encode(b"hidden").decode(),
                "Content-Type": "application/offset+octet-stream"}
     async with aiohttp.ClientSession() as http:
-        async with http.post(uploads_url(gateway, world), data=data, headers=headers) as resp:
+        async with http.post(uploads_url(served, world), data=data, headers=headers) as resp:
             assert resp.status == 201
             assert resp.headers["Upload-Offset"] == str(len(data))
             assert "Upload-Expires" in resp.headers
-        async with http.get(f"{gateway.url}/api/v4/projects/{world.project_id}/packages",
+        async with http.get(f"{served.url}/api/v4/projects/{world.project_id}/packages",
                             params={"status": "hidden"}, headers=_token(world)) as resp:
             assert [p["name"] for p in await resp.json()] == ["data"]
 
 
 async def test_a_checksum_mismatch_is_460_and_keeps_nothing_of_the_request(
-        gateway: GatewayProcess, world: World) -> None:
+        served: Served, world: World) -> None:
     wrong = base64.b64encode(hashlib.sha1(b"other").digest()).decode()
     right = base64.b64encode(hashlib.sha1(b"abc").digest()).decode()
     async with aiohttp.ClientSession() as http:
-        url = await create(http, gateway, world, 3)
+        url = await create(http, served, world, 3)
         async with http.patch(url, data=b"abc", headers={
                 **patch_headers(world, 0), "Upload-Checksum": f"sha1 {wrong}"}) as resp:
             assert resp.status == 460
@@ -186,14 +209,14 @@ async def test_a_checksum_mismatch_is_460_and_keeps_nothing_of_the_request(
         async with http.patch(url, data=b"abc", headers={
                 **patch_headers(world, 0), "Upload-Checksum": f"sha1 {right}"}) as resp:
             assert resp.status == 204
-    record = await package_file(gateway.url, world.project_id, world.tokens["developer"])
+    record = await package_file(served.url, world.project_id, world.tokens["developer"])
     assert record is not None and record["file_sha256"] == hashlib.sha256(b"abc").hexdigest()
 
 
 async def test_termination_leaves_no_row_object_or_multipart_upload(
-        gateway: GatewayProcess, world: World, s3, bucket: str) -> None:
+        served: Served, world: World, s3, bucket: str) -> None:
     async with aiohttp.ClientSession() as http:
-        url = await create(http, gateway, world, 20 * MiB)
+        url = await create(http, served, world, 20 * MiB)
         async with http.patch(url, data=b"x" * (9 * MiB), headers=patch_headers(world, 0)) as resp:
             assert resp.status == 204
         assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads")
@@ -206,8 +229,9 @@ async def test_termination_leaves_no_row_object_or_multipart_upload(
 
 
 async def test_options_advertises_version_extensions_and_checksums(
-        gateway: GatewayProcess, world: World) -> None:
-    async with aiohttp.ClientSession() as http, http.options(uploads_url(gateway, world)) as resp:
+        served: Served, world: World) -> None:
+    async with aiohttp.ClientSession() as http, http.options(
+            uploads_url(served, world), headers=_token(world)) as resp:
         assert resp.status == 204
         assert resp.headers["Tus-Version"] == "1.0.0"
         assert set(resp.headers["Tus-Extension"].split(",")) == {
