@@ -224,11 +224,10 @@ def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work:
     registry as a blob; rounds alternate the order."""
     name = backend.name
     gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
-    reg = digest = None
+    reg = None
     if registry is not None:
         reg = peer.start_registry(registry, work, endpoint=backend.endpoint, bucket=h.BUCKET,
                                   access_key=h.ACCESS_KEY, secret_key=h.SECRET_KEY)
-        digest = peer.sha256_of(path)
     try:
         sides = ["direct", "gateway", *(["peer"] if reg else [])]
         for r in range(args.rounds):
@@ -240,7 +239,9 @@ def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work:
                 elif side == "gateway":
                     up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
                 else:
-                    assert reg is not None and digest is not None
+                    assert reg is not None
+                    # Of the file as it is now: each gateway upload gives it new first bytes.
+                    digest = peer.sha256_of(path)
                     cpu0 = h.cpu_seconds(reg.pid)
                     seconds = peer.push_blob(reg, path, digest)
                     up = h.Upload(seconds, path.stat().st_size,
@@ -265,7 +266,10 @@ def count_case(args: argparse.Namespace, report: Report, db: h.Database, work: P
     assert db.cluster.port is not None and backend.server.port is not None
     # A stale window of an hour: no sweep (nor its queries) falls among the counted uploads.
     env = {**gw_env, "GATEWAY_STALE_UPLOAD_SECONDS": "3600"}
-    data = b"x" * args.small_bytes
+    # Distinct bodies: identical ones would be deduplicated (a lookup and a delete more).
+    def data(i: int) -> bytes:
+        return (i.to_bytes(8, "big") + os.urandom(args.small_bytes))[: args.small_bytes]
+
     with counting_proxies(db.cluster.port, backend.server.port) as (pg, s3):
         gw = h.start_gateway(
             db, work, f"count-{backend.name}", backend=backend, extra_env=env,
@@ -275,10 +279,10 @@ def count_case(args: argparse.Namespace, report: Report, db: h.Database, work: P
             base = h.file_url(gw, db, "")
             # Warm: pool connections opened, statements prepared, the token verified.
             for i in range(3):
-                h.put_small(f"{base}warm-{i}.bin", db.token, data)
+                h.put_small(f"{base}warm-{i}.bin", db.token, data(i))
             pg0, s30 = pg.snapshot(), s3.snapshot()
             for i in range(args.count_uploads):
-                status = h.put_small(f"{base}count-{i}.bin", db.token, data)
+                status = h.put_small(f"{base}count-{i}.bin", db.token, data(1000 + i))
                 if status != 201:
                     raise RuntimeError(f"counted upload answered {status}")
             pg1, s31 = pg.snapshot(), s3.snapshot()

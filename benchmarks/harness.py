@@ -88,6 +88,14 @@ def make_file(path: Path, size: int) -> Path:
     return path
 
 
+def fresh_head(path: Path) -> None:
+    """New first bytes for the file: the gateway stores identical bytes once (deduplication),
+    so a repeated upload of the same file would measure a different path, and the one
+    database of a run would point at an object of an earlier case's S3 server."""
+    with path.open("r+b") as f:
+        f.write(os.urandom(16))
+
+
 def digest_floor(path: Path, limit: int = 512 * MiB) -> float:
     """CPU-seconds per MB of md5 + sha1 + sha256 over the first ``limit`` bytes of ``path``,
     one after another on one thread: the least any gateway must spend on an upload."""
@@ -357,6 +365,7 @@ def curl_upload_cmd(url: str, token: str, path: Path) -> list[str]:
 
 def gateway_upload(gw: GatewayProcess, db: Database, path: Path, name: str) -> Upload:
     """``curl --upload-file`` through the gateway; CPU is the gateway process's own."""
+    fresh_head(path)
     gw.stored()
     cpu0 = gw.cpu()
     start = time.perf_counter()
@@ -376,6 +385,7 @@ def resumable_upload(gw: GatewayProcess, db: Database, path: Path, name: str,
                      chunk: int) -> Upload:
     """``gateway upload`` (the IETF protocol) in ``chunk``-sized requests; its process start
     counts against it."""
+    fresh_head(path)
     cpu0 = gw.cpu()
     start = time.perf_counter()
     out = subprocess.run(

@@ -255,7 +255,6 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
     target = naming.file_target(tail, status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, None)
-    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     length = _header_int(request, "Upload-Length")
     if length is None:
         raise BadRequest("Upload-Length is required")
@@ -352,7 +351,6 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
     target = naming.file_target(tail if tail is not None else generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
-    await gate.before_body(app[keys.db], Actor.of(who, access), access.project_id, target)
     content_length = _content_length(request)
     length = _header_int(request, "Upload-Length")
     if complete and content_length is not None:
@@ -379,7 +377,7 @@ async def ietf_create(request: web.Request, tail: str | None = None) -> web.Stre
             app[keys.uploads], session.id, access.project_id, body, offset=0,
             content_length=content_length, complete=complete, length=length,
             lifetime_seconds=_lifetime(request), checks=checks)
-    response = _ietf_answer(request, done, select=select)
+    response = _ietf_answer(request, done)
     response.headers["Location"] = location
     return response
 

@@ -82,7 +82,10 @@ async def test_the_client_killed_mid_upload_resumes_with_resume(
         gateway: GatewayProcess, world: World, tmp_path: Path) -> None:
     path = tmp_path / "blob.bin"
     want = make_file(path, 32 * MiB)
-    first = _client(gateway, world, path, "--limit-rate", "4M", state=tmp_path)
+    # 8 MiB requests: the offset advances at each request's end whatever the part size, so
+    # the client is killed with requests still unsent.
+    first = _client(gateway, world, path, "--limit-rate", "4M", "--chunk-size", "8M",
+                    state=tmp_path)
     deadline = time.monotonic() + 60
     # Killed once the server has acknowledged part of it (the offset advances part by part).
     while await world.conn.fetchval(
