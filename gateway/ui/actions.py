@@ -99,10 +99,10 @@ async def _deletable(request: web.Request) -> tuple[int, Package, PackageFile | 
     who = session.writer(request)
     access = await pages.packages_access(request, destroy=True, who=who)
     db = request.config_dict[keys.db]
-    package_id = pages._id(request, "package_id")
+    package_id = pages.path_id(request, "package_id")
     if "file_id" in request.match_info:
         pkg, file = await listing.package_file(db, access.project_id, package_id,
-                                               pages._id(request, "file_id"))
+                                               pages.path_id(request, "file_id"))
         return access.project_id, pkg, file
     return access.project_id, await listing.displayable_package(db, access.project_id,
                                                                 package_id), None

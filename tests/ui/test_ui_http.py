@@ -133,3 +133,16 @@ async def test_the_ui_can_be_turned_off(aiohttp_client, settings, db) -> None:
 def test_ui_settings_are_validated(env) -> None:
     with pytest.raises(ConfigError, match=next(iter(env))):
         from_env(env)
+
+
+async def test_download_in_proxy_mode_sends_the_bytes(aiohttp_client, settings, world) -> None:
+    http = await ui_http_client(aiohttp_client, settings.with_overrides(download_mode="proxy"))
+    await stock(http, world)
+    pkg = await package_id(world.conn, world.project_id, "demo", "1.0.0")
+    fid = await file_id(world.conn, pkg, "hello.txt")
+    browser = UiClient(http)
+    await browser.sign_in(world.tokens["reporter"])
+    resp = await browser.get(f"{package_page(world, pkg)}/files/{fid}/download")
+    assert resp.status == 200 and await resp.read() == b"hello\n"
+    assert resp.headers["X-Checksum-SHA256"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert resp.headers["Content-Disposition"].startswith('attachment; filename="hello.txt"')
