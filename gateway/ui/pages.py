@@ -183,18 +183,13 @@ async def package_file(request: web.Request) -> web.Response:
         request.config_dict[keys.db], access.project_id, path_id(request, "package_id"),
         path_id(request, "file_id"),
     )
-    lines = commands.for_file(_base(request), access.project_id, pkg.name, pkg.version,
+    lines = commands.for_file(external_base(request), access.project_id, pkg.name, pkg.version,
                               file.file_name)
     return render.page(
         request, "file.html", project=access.project, package=pkg, file=file,
         commands=lines, placeholder=commands.TOKEN_PLACEHOLDER,
         can_delete=_can_delete(request, access),
     )
-
-
-def _base(request: web.Request) -> str:
-    settings = request.config_dict[keys.settings]
-    return settings.external_url or external_base(request)
 
 
 async def download(request: web.Request) -> web.StreamResponse:

@@ -146,3 +146,17 @@ async def test_download_in_proxy_mode_sends_the_bytes(aiohttp_client, settings, 
     assert resp.status == 200 and await resp.read() == b"hello\n"
     assert resp.headers["X-Checksum-SHA256"] == hashlib.sha256(b"hello\n").hexdigest()
     assert resp.headers["Content-Disposition"].startswith('attachment; filename="hello.txt"')
+
+
+async def test_commands_use_the_external_url(aiohttp_client, settings, world) -> None:
+    http = await ui_http_client(
+        aiohttp_client, settings.with_overrides(external_url="https://pkg.example.com"))
+    await stock(http, world)
+    pkg = await package_id(world.conn, world.project_id, "demo", "1.0.0")
+    fid = await file_id(world.conn, pkg, "hello.txt")
+    browser = UiClient(http)
+    await browser.sign_in(world.tokens["reporter"])
+    page = await (await browser.get(f"{package_page(world, pkg)}/files/{fid}")).text()
+    assert (f"https://pkg.example.com/api/v4/projects/{world.project_id}/packages/generic/"
+            "demo/1.0.0/hello.txt") in page
+    assert 'gitlab.Gitlab(&#34;https://pkg.example.com&#34;' in page
