@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # `make dev PORT=8081`, `make cluster PORT=8090`
 PORT ?=
 
-.PHONY: dev cluster test test-large lint bench os-packages clean
+.PHONY: dev cluster test test-large lint bench bench-metadata soak os-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,23 @@ test-large: os-packages $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pytest --large
 
-# The README's benchmark command.
+# The README's benchmark command (with the OCI registry, its peer, from the OS packages).
 bench: $(BIN)/python
+	@scripts/os-packages.sh bench
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m benchmarks --markdown bench.md --plot bench.png
+
+# The metadata benchmark at the issue's sizes (10 million files); `make bench-metadata SCALE=0.1`.
+SCALE ?= 1
+bench-metadata: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m benchmarks.metadata --scale $(SCALE) --markdown bench-metadata.md
+
+# The chaos soak through the cluster (10 minutes; `make soak SOAK_ARGS="--seed 7"`).
+SOAK_ARGS ?=
+soak: os-packages $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m benchmarks.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .packgate .packgate-cluster *.egg-info

@@ -19,10 +19,13 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from benchmarks import harness as h
+from benchmarks import peer
+from benchmarks.counting import counting_proxies
 from benchmarks.report import Report
 from gateway.config import parse_size
 
 TARGETS = {"moto": 0.9, "rclone": 0.7}
+SERVERS = ("moto", "rclone")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -41,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--download-seconds", type=float, default=10.0,
                    help="length of the redirect load (0 to skip)")
     p.add_argument("--download-clients", type=int, default=64)
+    p.add_argument("--download-server", default="moto", choices=SERVERS,
+                   help="S3 server that presigns the redirects (default moto)")
     p.add_argument("--download-rate", type=float, default=3000.0,
                    help="requests a second of the paced redirect load (default 3000)")
     p.add_argument("--metrics-rounds", type=int, default=4,
@@ -49,6 +54,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "scraped every second while on (0 to skip)")
     p.add_argument("--metrics-off", action="store_true",
                    help="run every other case's gateways with GATEWAY_METRICS=false")
+    p.add_argument("--no-peer", action="store_true",
+                   help="skip the OCI distribution registry (docker-registry) as a peer; "
+                        "without the program it is skipped anyway, with a line saying so")
+    p.add_argument("--small-seconds", type=float, default=8.0,
+                   help="length of each small-file load (0 to skip the case)")
+    p.add_argument("--small-rounds", type=int, default=2, help="rounds of each small-file load")
+    p.add_argument("--small-clients", type=int, default=32)
+    p.add_argument("--small-size", default="4KiB", help="size of each small file")
+    p.add_argument("--small-on", default="moto,rclone",
+                   help="S3 servers of the small-file case (the peer runs on moto only)")
+    p.add_argument("--count-uploads", type=int, default=20,
+                   help="small uploads, one at a time, whose PostgreSQL round trips and S3 "
+                        "requests are counted through proxies (0 to skip)")
     p.add_argument("--markdown", type=Path, help="also write the table here as Markdown")
     p.add_argument("--plot", type=Path, help="also plot throughput against concurrency (PNG)")
     p.add_argument("--workdir", type=Path,
@@ -57,10 +75,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.size_bytes = parse_size(args.size)
     args.sweep_bytes = parse_size(args.sweep_size)
     args.budget_bytes = parse_size(args.buffer_budget)
-    args.server_list = [s for s in args.servers.split(",") if s]
-    args.sweep_list = [int(n) for n in args.concurrency.split(",") if n]
+    args.server_list = _names(p, "--servers", args.servers, SERVERS)
+    args.small_list = _names(p, "--small-on", args.small_on, SERVERS)
+    args.small_bytes = parse_size(args.small_size)
+    args.sweep_targets = _names(p, "--sweep-on", args.sweep_on, ("null", *SERVERS))
+    try:
+        args.sweep_list = [int(n) for n in args.concurrency.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"--concurrency: not a list of numbers: {args.concurrency!r}")
+    if any(n < 1 for n in args.sweep_list):
+        p.error("--concurrency: every step needs at least one upload")
     args.rounds = max(2, args.rounds)
     return args
+
+
+def _names(p: argparse.ArgumentParser, option: str, value: str,
+           known: tuple[str, ...]) -> list[str]:
+    """A comma-separated list of known names ('' is none), refused up front when misspelt
+    rather than half way through the run."""
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    if unknown := [n for n in names if n not in known]:
+        p.error(f"{option}: unknown {', '.join(unknown)} (known: {', '.join(known)})")
+    return list(dict.fromkeys(names))
 
 
 def machine_note() -> str:
@@ -82,10 +118,30 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+class Backends:
+    """The S3 servers of a run, each started when a case first needs it and stopped at the end
+    (a case never assumes another case left a server running)."""
+
+    def __init__(self, work: Path, stack: ExitStack) -> None:
+        self._work = work
+        self._stack = stack
+        self._started: dict[str, h.Backend] = {}
+
+    def get(self, name: str) -> h.Backend:
+        if name not in self._started:
+            backend = h.start_backend(name, self._work, rclone_buffer_limit=1024 * h.MiB)
+            self._stack.callback(backend.server.stop)
+            self._started[name] = backend
+        backend = self._started[name]
+        backend.ensure()
+        return backend
+
+
 def run(args: argparse.Namespace) -> Report:
     report = Report(size=args.size_bytes, rounds=args.rounds, machine=machine_note(),
                     budget=args.budget_bytes, command=" ".join(["python -m benchmarks",
                                                                 *sys.argv[1:]]))
+    report.small_size, report.small_clients = args.small_bytes, args.small_clients
     gw_env = {"GATEWAY_BUFFER_BUDGET": str(args.budget_bytes)}
     if args.metrics_off:
         gw_env["GATEWAY_METRICS"] = "false"
@@ -102,98 +158,215 @@ def run(args: argparse.Namespace) -> Report:
         path = h.make_file(work / "upload.bin", args.size_bytes)
         report.floor_ms = h.digest_floor(path) * 1000
         log(f"md5+sha1+sha256 floor: {report.floor_ms:.2f} CPU-ms/MB")
-        backends: dict[str, h.Backend] = {}
-        for name in {*args.server_list, *(s for s in args.sweep_list and
-                                          args.sweep_on.split(",") if s != "null")}:
-            backends[name] = h.start_backend(name, work, rclone_buffer_limit=1024 * h.MiB)
-            stack.callback(backends[name].server.stop)
-
+        backends = Backends(work, stack)
+        registry = None if args.no_peer else peer.find_registry()
+        if registry is None and not args.no_peer:
+            log(f"the OCI registry ({peer.PROGRAM}) is not installed: no peer in this run "
+                "(scripts/os-packages.sh bench installs it)")
+            report.peer_missing = True
         for name in args.server_list:
-            backend = backends[name]
-            gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
-            try:
-                for r in range(args.rounds):
-                    # Alternate the order, so neither side always runs on a warmer machine.
-                    order = ("direct", "gateway") if r % 2 == 0 else ("gateway", "direct")
-                    for side in order:
-                        backend.fresh()
-                        if side == "direct":
-                            up = h.direct_upload(backend, path, f"direct-{r}.bin")
-                        else:
-                            up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
-                        report.add_upload(name, side, up)
-                        log(f"{name} round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
-                        backend.empty_bucket()
-                report.rss[name] = gw.peak_rss()
-            finally:
-                gw.stop()
-                backend.rest()
-
+            uploads_case(args, report, db, work, path, backends.get(name), gw_env,
+                         registry if name == "moto" else None)
+        if args.count_uploads > 0 and args.small_list:
+            count_case(args, report, db, work, backends.get(args.small_list[0]), gw_env)
+        if args.small_seconds > 0:
+            for name in args.small_list:
+                small_case(args, report, db, work, backends.get(name), gw_env,
+                           registry if name == "moto" else None)
         if not args.no_ceiling:
-            gw = h.start_gateway(db, work, "null", backend=None, extra_env=gw_env)
-            try:
-                for r in range(args.rounds):
-                    up = h.gateway_upload(gw, db, path, f"null-{r}.bin")
-                    report.add_upload("null", "gateway", up)
-                    log(f"discarding store round {r + 1}: {up.mb_per_s:.0f} MB/s")
-                report.rss["null"] = gw.peak_rss()
-            finally:
-                gw.stop()
-
+            ceiling_case(args, report, db, work, path, gw_env)
         if args.metrics_rounds > 0:
             metrics_case(args, report, db, work, path, gw_env)
-
         if args.sweep_list:
-            sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
-            for target in args.sweep_on.split(","):
-                for n in args.sweep_list:
-                    # A fresh process per step, so its peak RSS belongs to that step alone.
-                    if target in backends:
-                        backends[target].fresh()
-                    gw = h.start_gateway(db, work, f"sweep-{target}-{n}",
-                                         backend=backends.get(target), extra_env=gw_env)
-                    try:
-                        wall, statuses, errors = h.concurrent_uploads(
-                            gw, db, sweep_path, n, f"sweep-{target}-{n}")
-                        for err in errors[:3]:
-                            log(f"sweep {target} x{n}: an upload failed: {err} "
-                                f"(gateway log: {gw.log_path})")
-                        rss = gw.peak_rss()
-                    finally:
-                        gw.stop()
-                    if target in backends:
-                        backends[target].empty_bucket()
-                        backends[target].rest()
-                    failed = sum(1 for s in statuses if s != 201)
-                    report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
-                    log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "
-                        f"{failed} failed, peak RSS {rss / h.MiB:.0f} MiB")
-
+            sweep_case(args, report, db, work, backends, gw_env)
         if args.download_seconds > 0:
-            backend = backends.get(args.server_list[0]) if args.server_list else None
-            gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=gw_env)
+            downloads_case(args, report, db, work, backends.get(args.download_server), gw_env)
+    return report
+
+
+def uploads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                 path: Path, backend: h.Backend, gw_env: dict[str, str],
+                 registry: str | None) -> None:
+    """The same file straight to ``backend``, through the gateway and (moto) pushed to the OCI
+    registry as a blob; rounds alternate the order."""
+    name = backend.name
+    gw = h.start_gateway(db, work, name, backend=backend, extra_env=gw_env)
+    reg = digest = None
+    if registry is not None:
+        reg = peer.start_registry(registry, work, endpoint=backend.endpoint, bucket=h.BUCKET,
+                                  access_key=h.ACCESS_KEY, secret_key=h.SECRET_KEY)
+        digest = peer.sha256_of(path)
+    try:
+        sides = ["direct", "gateway", *(["peer"] if reg else [])]
+        for r in range(args.rounds):
+            # Rotate the order, so no side always runs on a warmer machine.
+            for side in sides[r % len(sides):] + sides[: r % len(sides)]:
+                backend.fresh()
+                if side == "direct":
+                    up = h.direct_upload(backend, path, f"direct-{r}.bin")
+                elif side == "gateway":
+                    up = h.gateway_upload(gw, db, path, f"{name}-{r}.bin")
+                else:
+                    assert reg is not None and digest is not None
+                    cpu0 = h.cpu_seconds(reg.pid)
+                    seconds = peer.push_blob(reg, path, digest)
+                    up = h.Upload(seconds, path.stat().st_size,
+                                  cpu_seconds=h.cpu_seconds(reg.pid) - cpu0)
+                report.add_upload(name, side, up)
+                log(f"{name} round {r + 1} {side}: {up.mb_per_s:.0f} MB/s")
+                # Also what the registry wrote: each round pushes the blob anew.
+                backend.empty_bucket()
+        report.rss[name] = gw.peak_rss()
+    finally:
+        gw.stop()
+        if reg is not None:
+            reg.stop()
+        backend.rest()
+
+
+def count_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """What one small upload costs in PostgreSQL round trips and S3 requests, counted by
+    proxies on the gateway's way to both (a gateway of its own: the proxies stay out of the
+    timed cases)."""
+    assert db.cluster.port is not None and backend.server.port is not None
+    # A stale window of an hour: no sweep (nor its queries) falls among the counted uploads.
+    env = {**gw_env, "GATEWAY_STALE_UPLOAD_SECONDS": "3600"}
+    data = b"x" * args.small_bytes
+    with counting_proxies(db.cluster.port, backend.server.port) as (pg, s3):
+        gw = h.start_gateway(
+            db, work, f"count-{backend.name}", backend=backend, extra_env=env,
+            database_url=db.url.replace(f":{db.cluster.port}/", f":{pg.port}/"),
+            s3_endpoint=f"http://127.0.0.1:{s3.port}")
+        try:
+            base = h.file_url(gw, db, "")
+            # Warm: pool connections opened, statements prepared, the token verified.
+            for i in range(3):
+                h.put_small(f"{base}warm-{i}.bin", db.token, data)
+            pg0, s30 = pg.snapshot(), s3.snapshot()
+            for i in range(args.count_uploads):
+                status = h.put_small(f"{base}count-{i}.bin", db.token, data)
+                if status != 201:
+                    raise RuntimeError(f"counted upload answered {status}")
+            pg1, s31 = pg.snapshot(), s3.snapshot()
+        finally:
+            gw.stop()
+    n = args.count_uploads
+    report.round_trips = {"server": backend.name, "uploads": n,
+                          "pg": (pg1["round trips"] - pg0["round trips"]) / n,
+                          "s3": {k: (s31[k] - s30[k]) / n for k in s31 if s31[k] - s30[k]}}
+    log(f"per small upload: {report.round_trips['pg']:.2f} PostgreSQL round trips, S3 "
+        f"requests {report.round_trips['s3']}")
+
+
+def small_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backend: h.Backend, gw_env: dict[str, str], registry: str | None) -> None:
+    """Small files from many clients at once: through the gateway, as direct PutObject
+    calls, and (moto) as OCI blob pushes; rounds alternate the order."""
+    name = backend.name
+    backend.fresh()
+    gw = h.start_gateway(db, work, f"small-{name}", backend=backend, extra_env=gw_env)
+    reg = None
+    if registry is not None:
+        reg = peer.start_registry(registry, work, endpoint=backend.endpoint, bucket=h.BUCKET,
+                                  access_key=h.ACCESS_KEY, secret_key=h.SECRET_KEY)
+    common = {"clients": args.small_clients, "seconds": args.small_seconds,
+              "size": args.small_bytes}
+    try:
+        sides = ["direct", "gateway", *(["peer"] if reg else [])]
+        for r in range(max(1, args.small_rounds)):
+            for side in sides[r % len(sides):] + sides[: r % len(sides)]:
+                prefix = f"small-{side}-{r}"
+                if side == "direct":
+                    res = h.small_load("direct", backend.endpoint, bucket=h.BUCKET,
+                                       prefix=prefix, **common)
+                elif side == "gateway":
+                    res = h.small_load("gateway", h.file_url(gw, db, "").rstrip("/"),
+                                       token=db.token, prefix=prefix, **common)
+                else:
+                    assert reg is not None
+                    res = h.small_load("registry", reg.url, repository=peer.REPOSITORY,
+                                       prefix=prefix, **common)
+                report.add_small(name, side, res)
+                log(f"small files {name} round {r + 1} {side}: {res.per_second:.0f}/s, p50 "
+                    f"{res.p50_ms:.1f} ms, p99 {res.p99_ms:.1f} ms, {res.errors} errors"
+                    + (f" (first: {res.first_error})" if res.errors else ""))
+    finally:
+        gw.stop()
+        if reg is not None:
+            reg.stop()
+        backend.empty_bucket()
+        backend.rest()
+
+
+def ceiling_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                 path: Path, gw_env: dict[str, str]) -> None:
+    """The same upload into the discarding store: the gateway's own ceiling."""
+    gw = h.start_gateway(db, work, "null", backend=None, extra_env=gw_env)
+    try:
+        for r in range(args.rounds):
+            up = h.gateway_upload(gw, db, path, f"null-{r}.bin")
+            report.add_upload("null", "gateway", up)
+            log(f"discarding store round {r + 1}: {up.mb_per_s:.0f} MB/s")
+        report.rss["null"] = gw.peak_rss()
+    finally:
+        gw.stop()
+
+
+def sweep_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+               backends: Backends, gw_env: dict[str, str]) -> None:
+    """1, 4, 16, 32 … uploads at once, a fresh gateway process per step."""
+    sweep_path = h.make_file(work / "sweep.bin", args.sweep_bytes)
+    for target in args.sweep_targets:
+        for n in args.sweep_list:
+            backend = backends.get(target) if target != "null" else None
+            if backend is not None:
+                backend.fresh()
+            # A fresh process per step, so its peak RSS belongs to that step alone.
+            gw = h.start_gateway(db, work, f"sweep-{target}-{n}", backend=backend,
+                                 extra_env=gw_env)
             try:
-                small = h.make_file(work / "small.bin", 1024)
-                h.gateway_upload(gw, db, small, "small.bin")
-                url = h.file_url(gw, db, "small.bin")
-                expect = 302 if backend is not None else 200
-                if expect != 302:
-                    log("no S3 server: downloads are streamed, not redirected")
-                most = h.redirect_load(url, db.token, clients=args.download_clients,
-                                       seconds=args.download_seconds)
-                log(f"redirects, as fast as answered: {most.per_second:.0f}/s, p50 "
-                    f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors")
-                paced = h.redirect_load(url, db.token, clients=args.download_clients,
-                                        seconds=args.download_seconds, rate=args.download_rate)
-                log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
-                    f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms, {paced.errors} errors")
-                report.downloads = most
-                report.downloads_paced = paced
-                report.download_rate = args.download_rate
-                report.downloads_server = backend.name if backend else "null"
+                wall, statuses, errors = h.concurrent_uploads(
+                    gw, db, sweep_path, n, f"sweep-{target}-{n}")
+                for err in errors[:3]:
+                    log(f"sweep {target} x{n}: an upload failed: {err} "
+                        f"(gateway log: {gw.log_path})")
+                rss = gw.peak_rss()
             finally:
                 gw.stop()
-    return report
+            if backend is not None:
+                backend.empty_bucket()
+                backend.rest()
+            failed = sum(1 for s in statuses if s != 201)
+            report.add_sweep(target, n, args.sweep_bytes, wall, failed, rss)
+            log(f"sweep {target} x{n}: {n * args.sweep_bytes / h.MB / wall:.0f} MB/s, "
+                f"{failed} failed, peak RSS {rss / h.MiB:.0f} MiB")
+
+
+def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,
+                   backend: h.Backend, gw_env: dict[str, str]) -> None:
+    """Redirects from ``--download-clients`` clients, as fast as answered and paced."""
+    gw = h.start_gateway(db, work, "downloads", backend=backend, extra_env=gw_env)
+    try:
+        small = h.make_file(work / "small.bin", 1024)
+        h.gateway_upload(gw, db, small, "small.bin")
+        url = h.file_url(gw, db, "small.bin")
+        most = h.redirect_load(url, db.token, clients=args.download_clients,
+                               seconds=args.download_seconds)
+        log(f"redirects, as fast as answered: {most.per_second:.0f}/s, p50 "
+            f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors")
+        paced = h.redirect_load(url, db.token, clients=args.download_clients,
+                                seconds=args.download_seconds, rate=args.download_rate)
+        log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
+            f"{paced.p50_ms:.1f} ms, p99 {paced.p99_ms:.1f} ms, {paced.errors} errors")
+        report.downloads = most
+        report.downloads_paced = paced
+        report.download_rate = args.download_rate
+        report.downloads_server = backend.name
+        report.download_clients = args.download_clients
+    finally:
+        gw.stop()
+        backend.rest()
 
 
 def metrics_case(args: argparse.Namespace, report: Report, db: h.Database, work: Path,

@@ -22,6 +22,7 @@ import asyncpg
 import boto3
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 from gateway.db.migrate import migrate
 from gateway.devtools.postgres import PostgresCluster
@@ -109,6 +110,10 @@ class Backend:
             config=BotoConfig(signature_version="s3v4", s3={"addressing_style": "path"}),
         )
 
+    def ensure(self) -> None:
+        """Have the server running (a case may follow one that rested it)."""
+        self.server.start()
+
     def fresh(self) -> None:
         """Start a measurement on a server in its first state: rclone is restarted (the folder,
         and so the bucket, stays; what it holds in memory, such as multipart state, goes)."""
@@ -157,7 +162,13 @@ def start_backend(name: str, work: Path, *, rclone_buffer_limit: int) -> Backend
         raise ValueError(f"unknown S3 server {name!r} (moto, rclone)")
     server.start()
     backend = Backend(name, server, work / "rclone-data" if name == "rclone" else None)
-    backend.client().create_bucket(Bucket=BUCKET)
+    try:
+        backend.client().create_bucket(Bucket=BUCKET)
+    except ClientError as exc:
+        # A --workdir of an earlier run still holds the bucket.
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
+                                                             "BucketAlreadyExists"):
+            raise
     return backend
 
 
@@ -236,12 +247,14 @@ class GatewayProcess:
 
 
 def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | None,
-                  extra_env: dict[str, str] | None = None) -> GatewayProcess:
-    """``gateway serve`` against ``backend``, or the discarding store when it is None."""
+                  extra_env: dict[str, str] | None = None, database_url: str | None = None,
+                  s3_endpoint: str | None = None) -> GatewayProcess:
+    """``gateway serve`` against ``backend``, or the discarding store when it is None
+    (``database_url`` and ``s3_endpoint``: another way to the same servers, a proxy)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "AWS_"))}
     env.update(
-        GATEWAY_DATABASE_URL=db.url,
+        GATEWAY_DATABASE_URL=database_url or db.url,
         GATEWAY_PORT=str(port),
         GATEWAY_LOG_LEVEL="INFO",
         GATEWAY_INSTANCE_ID=f"bench-{label}",
@@ -252,7 +265,8 @@ def start_gateway(db: Database, work: Path, label: str, *, backend: Backend | No
     if backend is None:
         cmd = [sys.executable, "-m", "benchmarks.nullserve"]
     else:
-        env.update(GATEWAY_S3_BUCKET=BUCKET, GATEWAY_S3_ENDPOINT_URL=backend.endpoint)
+        env.update(GATEWAY_S3_BUCKET=BUCKET,
+                   GATEWAY_S3_ENDPOINT_URL=s3_endpoint or backend.endpoint)
         cmd = [sys.executable, "-m", "gateway", "serve"]
     log_path = work / f"gateway-{label}-{port}.log"
     with log_path.open("wb") as log:
@@ -394,15 +408,17 @@ def _quantile(sorted_values: list[float], q: float) -> float:
 
 
 def redirect_load(url: str, token: str, *, clients: int, seconds: float,
-                  rate: float | None = None, processes: int = 2) -> LoadResult:
+                  rate: float | None = None, processes: int = 2,
+                  expect: int = 302) -> LoadResult:
     """``clients`` concurrent clients (split over ``processes`` loader processes) ask for
     ``url`` for ``seconds``, as fast as answered or at ``rate`` requests a second in total;
-    only 302 answers count as done."""
+    only ``expect`` answers (302: a redirect; 200: streamed by the discarding store) count
+    as done."""
     per = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "benchmarks.load", url, "--header", f"PRIVATE-TOKEN: {token}",
-             "--clients", str(c), "--seconds", str(seconds),
+             "--clients", str(c), "--seconds", str(seconds), "--expect", str(expect),
              *(["--rate", str(rate * c / clients)] if rate else [])],
             cwd=ROOT, stdout=subprocess.PIPE, text=True,
         )
@@ -418,3 +434,48 @@ def redirect_load(url: str, token: str, *, clients: int, seconds: float,
     latencies.sort()
     return LoadResult(len(latencies), errors, seconds, _quantile(latencies, 0.5) * 1000,
                       _quantile(latencies, 0.99) * 1000)
+
+
+# --- small files ------------------------------------------------------------------------------
+
+
+@dataclass
+class SmallResult:
+    uploads: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    first_error: str = ""
+
+    @property
+    def per_second(self) -> float:
+        return self.uploads / self.seconds
+
+
+def small_load(target: str, url: str, *, clients: int, seconds: float, size: int,
+               prefix: str, **extra: str) -> SmallResult:
+    """``clients`` concurrent clients upload ``size``-byte files to ``target`` (gateway,
+    direct, registry) for ``seconds``, in a child process of their own."""
+    cmd = [sys.executable, "-m", "benchmarks.smallfiles", target, url, "--clients",
+           str(clients), "--seconds", str(seconds), "--size", str(size), "--prefix", prefix]
+    for key, value in extra.items():
+        cmd += [f"--{key}", value]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env,
+                         timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"small-file load ({target}) failed: {out.stderr[-2000:]}")
+    res = json.loads(out.stdout)
+    lat = sorted(res["latencies"])
+    return SmallResult(res["uploads"], res["errors"], seconds, _quantile(lat, 0.5) * 1000,
+                       _quantile(lat, 0.99) * 1000, res["first_error"])
+
+
+def put_small(url: str, token: str, data: bytes) -> int:
+    """One upload with urllib (one request at a time: nothing else is in the counts)."""
+    req = urllib.request.Request(url, data=data, method="PUT",
+                                 headers={"PRIVATE-TOKEN": token})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        resp.read()
+        return resp.status

@@ -6,8 +6,9 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from benchmarks.harness import MB, LoadResult, MiB, Upload
+from benchmarks.harness import MB, LoadResult, MiB, SmallResult, Upload
 
 # The issue's targets, checked in the table.
 CPU_FACTOR = 1.3
@@ -15,6 +16,12 @@ CEILING_MB_S = 500
 SINGLE_RSS_MIB = 160
 REDIRECTS_PER_S = 3000
 REDIRECT_P99_MS = 20
+# Small files (issue: into rclone ≥ 0.5x direct PutObject with p99 < 50 ms; ≥ 10x the OCI
+# registry's rate into moto).
+SMALL_VS_DIRECT = {"rclone": 0.5}
+SMALL_P99_MS = {"rclone": 50.0}
+SMALL_VS_PEER = 10.0
+PEER = "OCI registry"
 
 
 def _yes(ok: bool) -> str:
@@ -40,6 +47,13 @@ class Report:
     downloads_paced: LoadResult | None = None
     download_rate: float = 0.0
     downloads_server: str = ""
+    download_clients: int = 0
+    small: dict[tuple[str, str], list[SmallResult]] = field(
+        default_factory=lambda: defaultdict(list))
+    small_size: int = 0
+    small_clients: int = 0
+    peer_missing: bool = False
+    round_trips: dict | None = None
 
     def add_upload(self, server: str, side: str, up: Upload) -> None:
         self.uploads[(server, side)].append(up)
@@ -48,6 +62,13 @@ class Report:
                   rss: int) -> None:
         self.sweep.append({"target": target, "n": n, "mb_s": n * size / MB / wall,
                            "failed": failed, "rss": rss, "size": size})
+
+    def add_small(self, server: str, side: str, res: SmallResult) -> None:
+        self.small[(server, side)].append(res)
+
+    def _best_small(self, server: str, side: str) -> SmallResult | None:
+        runs = self.small.get((server, side))
+        return max(runs, key=lambda r: r.per_second) if runs else None
 
     def _rates(self, server: str, side: str) -> list[float]:
         return [u.mb_per_s for u in self.uploads.get((server, side), [])]
@@ -122,6 +143,9 @@ class Report:
                     if rss else f"| {s} | - | - | - | - | - | - | - |"
                 )
             out.append("")
+        out += self._peer_table()
+        out += self._small_table()
+        out += self._round_trips()
         if ("null", "gateway") in self.uploads:
             g = self._rates("null", "gateway")
             cpu = self._cpu_ms("null")
@@ -178,7 +202,7 @@ class Report:
             d, p = self.downloads, self.downloads_paced
             out += [
                 "### Redirect downloads: one gateway process, "
-                f"{self.downloads_server} presigning, 64 clients",
+                f"{self.downloads_server} presigning, {self.download_clients} clients",
                 "",
                 "| load | answers/s | p50 ms | p99 ms | errors | target | met |",
                 "|---|---|---|---|---|---|---|",
@@ -194,11 +218,100 @@ class Report:
                 )
             out += [
                 "",
-                "As fast as answered, 64 clients wait on each other: the mean latency is "
-                "64 / rate (Little's law), so p99 is judged on the paced run.",
+                f"As fast as answered, {self.download_clients} clients wait on each other: the "
+                f"mean latency is {self.download_clients} / rate (Little's law), so p99 is "
+                "judged on the paced run.",
                 "",
             ]
         return "\n".join(out)
+
+    def _peer_table(self) -> list[str]:
+        if self.peer_missing:
+            return [f"The {PEER} (`docker-registry`) was not installed: no peer in this run.", ""]
+        big = self.uploads.get(("moto", "peer"))
+        small = self._best_small("moto", "peer")
+        if not big and small is None:
+            return []
+        out = [
+            f"### The {PEER} as a peer: the same bytes into the same moto, same client, "
+            "same run",
+            "",
+            "| upload | direct | gateway | OCI registry | gateway / registry |",
+            "|---|---|---|---|---|",
+        ]
+        if big:
+            d, g, p = (max(self._rates("moto", side)) for side in ("direct", "gateway", "peer"))
+            out.append(f"| {self.size / MiB:.0f} MiB, MB/s best (curl; direct: boto3) | {d:.0f} "
+                       f"| {g:.0f} | {p:.0f} | {g / p:.1f} |")
+            cpu_g, cpu_p = self._cpu_ms("moto"), self._cpu_ms_side("moto", "peer")
+            if cpu_g and cpu_p:
+                out.append(f"| {self.size / MiB:.0f} MiB, server CPU-ms/MB (gateway: md5, sha1 "
+                           f"and sha256; registry: sha256) | - | {cpu_g:.2f} | {cpu_p:.2f} | "
+                           f"{cpu_g / cpu_p:.2f} |")
+        if small is not None:
+            d = self._best_small("moto", "direct")
+            g = self._best_small("moto", "gateway")
+            if d is not None and g is not None:
+                ratio = g.per_second / small.per_second if small.per_second else float("inf")
+                out.append(
+                    f"| {self.small_size / 1024:.0f} KiB x {self.small_clients} clients, "
+                    f"uploads/s best | {d.per_second:.0f} | {g.per_second:.0f} | "
+                    f"{small.per_second:.0f} | {ratio:.1f} (≥ {SMALL_VS_PEER:.0f}: "
+                    f"{_yes(ratio >= SMALL_VS_PEER)}) |")
+        out += ["", f"The {PEER} runs against moto only: `rclone serve s3` breaks its upload "
+                "resume. Its blob push is curl's POST and PUT of the whole file with its digest.",
+                ""]
+        return out
+
+    def _small_table(self) -> list[str]:
+        servers = sorted({s for s, _ in self.small})
+        if not servers:
+            return []
+        out = [
+            f"### Small files: {self.small_size / 1024:.0f} KiB uploads, "
+            f"{self.small_clients} clients, best round",
+            "",
+            "| S3 server | client | uploads/s | p50 ms | p99 ms | errors | against direct "
+            "| target | met |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        labels = {"direct": "direct PutObject (aiobotocore)", "gateway": "gateway PUT",
+                  "peer": f"{PEER} blob push"}
+        for s in servers:
+            d = self._best_small(s, "direct")
+            for side in ("direct", "gateway", "peer"):
+                r = self._best_small(s, side)
+                if r is None:
+                    continue
+                vs = r.per_second / d.per_second if d and d.per_second else None
+                target, met = "-", "-"
+                if side == "gateway" and s in SMALL_VS_DIRECT and vs is not None:
+                    target = f"≥ {SMALL_VS_DIRECT[s]} and p99 < {SMALL_P99_MS[s]:.0f} ms"
+                    met = _yes(vs >= SMALL_VS_DIRECT[s] and r.p99_ms < SMALL_P99_MS[s])
+                out.append(f"| {s} | {labels[side]} | {r.per_second:.0f} | {r.p50_ms:.1f} | "
+                           f"{r.p99_ms:.1f} | {r.errors} | {_opt(vs)} | {target} | {met} |")
+        out.append("")
+        return out
+
+    def _round_trips(self) -> list[str]:
+        out: list[str] = []
+        if (rt := self.round_trips) is not None:
+            s3 = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rt["s3"].items())) or "none"
+            out += [
+                f"Per small upload ({rt['uploads']} counted one at a time into {rt['server']}, "
+                "through counting proxies): "
+                f"**{rt['pg']:.2f} PostgreSQL round trips** (each Sync or simple Query) and "
+                f"S3 requests: {s3}. Why each is there: `gateway/uploads.py` (`receive`) and "
+                "`gateway/packages/commit.py`.",
+                "",
+            ]
+        return out
+
+    def _cpu_ms_side(self, server: str, side: str) -> float | None:
+        ups = [u for u in self.uploads.get((server, side), []) if u.cpu_seconds]
+        if not ups:
+            return None
+        return min(u.cpu_seconds / (u.size / MB) for u in ups) * 1000  # type: ignore[operator]
 
     def plot(self, path: Path) -> None:
         try:
@@ -209,19 +322,49 @@ class Report:
         except ImportError:
             print("matplotlib is not installed (pip install '.[bench]'): no plot written")
             return
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, (by_size, by_n) = plt.subplots(1, 2, figsize=(11, 4.2))
+        self._plot_sizes(by_size)
+        self._plot_sweep(by_n)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+
+    def _plot_sizes(self, ax: Any) -> None:
+        """MB/s against file size: the small-file rate (uploads/s x size) and the big file."""
+        names = {"direct": "direct", "gateway": "gateway", "peer": PEER}
+        for server in sorted({s for s, _ in self.small} | {s for s, _ in self.uploads
+                                                             if s in ("moto", "rclone")}):
+            for side, label in names.items():
+                pts = []
+                if (r := self._best_small(server, side)) is not None:
+                    pts.append((self.small_size, r.per_second * self.small_size / MB))
+                if self.uploads.get((server, side)):
+                    pts.append((self.size, max(self._rates(server, side))))
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), marker="o", label=f"{label} → {server}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("file size (bytes)")
+        ax.set_ylabel("MB/s")
+        ax.set_title("Upload throughput against file size")
+        ax.grid(True, alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+
+    def _plot_sweep(self, ax: Any) -> None:
         for target in sorted({r["target"] for r in self.sweep}):
             rows = [r for r in self.sweep if r["target"] == target]
             ax.plot([r["n"] for r in rows], [r["mb_s"] for r in rows], marker="o",
                     label=f"gateway → {target}")
-        ax.set_xscale("log", base=2)
         ns = sorted({r["n"] for r in self.sweep})
-        ax.set_xticks(ns, labels=[str(n) for n in ns])
+        if ns:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ns, labels=[str(n) for n in ns])
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no concurrency sweep in this run", ha="center",
+                    transform=ax.transAxes)
         ax.set_xlabel("concurrent uploads")
         ax.set_ylabel("aggregate MB/s")
         ax.set_title("Upload throughput against concurrency")
         ax.grid(True, alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-        plt.close(fig)

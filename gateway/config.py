@@ -113,6 +113,8 @@ class Settings:
     max_file_size: int = 5 * TiB
     download_mode: str = "redirect"
     stale_upload_seconds: int = 900
+    # A resumable upload session left without an append this long is aborted by the sweeper.
+    resumable_upload_seconds: int = 86400
     # Upload pipeline
     part_size: int = 8 * MiB
     parts_in_flight: int = 2
@@ -186,6 +188,7 @@ _ENV: dict[str, tuple[str, Callable[[str], Any]]] = {
     "GATEWAY_MAX_FILE_SIZE": ("max_file_size", parse_size),
     "GATEWAY_DOWNLOAD_MODE": ("download_mode", choice("redirect", "proxy")),
     "GATEWAY_STALE_UPLOAD_SECONDS": ("stale_upload_seconds", parse_int),
+    "GATEWAY_RESUMABLE_UPLOAD_SECONDS": ("resumable_upload_seconds", parse_int),
     "GATEWAY_PART_SIZE": ("part_size", parse_size),
     "GATEWAY_PARTS_IN_FLIGHT": ("parts_in_flight", parse_int),
     "GATEWAY_BUFFER_BUDGET": ("buffer_budget", parse_size),
@@ -291,6 +294,8 @@ def validate(s: Settings) -> None:
         raise bad("workers", "must be at least 1")
     if s.stale_upload_seconds < 1:
         raise bad("stale_upload_seconds", "must be at least 1")
+    if s.resumable_upload_seconds < 1:
+        raise bad("resumable_upload_seconds", "must be at least 1")
     if not 1 <= s.max_token_lifetime_days <= 100 * 365:
         raise bad("max_token_lifetime_days", "must be between 1 and 36500")
     if s.token_cache_seconds < 0:

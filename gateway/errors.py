@@ -168,11 +168,37 @@ class MethodNotAllowed(GatewayError):
         super().__init__("405 Not Allowed", headers=headers)
 
 
+class PaginationNotAvailable(GatewayError):
+    """GitLab's ``error!(text, 405)`` of its pagination strategies: keyset pages asked for in an
+    order they do not support, or an offset past the offset pagination limit."""
+
+    status = 405
+    key = "error"
+
+
 class Conflict(GatewayError):
     status = 409
 
     def __init__(self, message: str = "409 Conflict"):
         super().__init__(message)
+
+
+class PreconditionFailed(GatewayError):
+    """A conditional request (``If-Match``, ``If-None-Match``) whose condition is false."""
+
+    status = 412
+
+    def __init__(self) -> None:
+        super().__init__("412 Precondition Failed")
+
+
+class RangeNotSatisfiable(GatewayError):
+    """A ``Range`` that starts past the end of the file (RFC 9110 §15.5.17)."""
+
+    status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__("416 Range Not Satisfiable", headers={"Content-Range": f"bytes */{size}"})
 
 
 class PayloadTooLarge(GatewayError):

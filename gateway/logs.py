@@ -30,6 +30,10 @@ REFUSED = RequestKey("refused", str)
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Where the access log finds it (its line is written once the request's context is gone).
 REQUEST_ID = RequestKey("request_id", str)
+# The address of the client of the request being handled (a trusted proxy's forwarded one when
+# there is one): what audit events record as ``ip_address``.
+client_address: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "client_address", default=None)
 
 
 class JsonFormatter(logging.Formatter):

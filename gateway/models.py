@@ -286,3 +286,45 @@ class PackageVersion(_FromRow):
     id: int
     version: str
     created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProtectionRule(_FromRow):
+    """A package protection rule (GitLab's ``Packages::Protection::Rule``)."""
+
+    id: int
+    project_id: int
+    package_name_pattern: str
+    package_type: int
+    minimum_access_level_for_push: int | None = None
+    minimum_access_level_for_delete: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent(_FromRow):
+    id: int
+    entity_type: str
+    entity_id: int
+    event_name: str
+    author_id: int | None = None
+    author_name: str = ""
+    entity_path: str = ""
+    target_type: str | None = None
+    target_id: int | None = None
+    target_details: str | None = None
+    ip_address: str | None = None
+    details: str = "{}"  # JSON text, as asyncpg hands jsonb over
+    created_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    """Which audit events a list or a lookup may see (None: no restriction)."""
+
+    entity_type: str | None = None
+    entity_id: int | None = None
+    author_id: int | None = None
+    created_after: dt.datetime | None = None
+    created_before: dt.datetime | None = None

@@ -49,10 +49,12 @@ def middleware(is_trusted: TrustedProxy = _peer_is_trusted_proxy) -> Any:
         rid = given if valid_request_id(given) and is_trusted(request) else new_request_id()
         request[logs.REQUEST_ID] = rid
         token = logs.request_id.set(rid)
+        address = logs.client_address.set(request.remote)
         try:
             return await handler(request)
         finally:
             # A keep-alive connection handles its next request in the same task.
+            logs.client_address.reset(address)
             logs.request_id.reset(token)
 
     return request_id

@@ -25,9 +25,9 @@ from gateway.buffers import BufferBusy, BufferPool
 from gateway.config import GiB, MiB, Settings, TiB
 from gateway.db import packages as q
 from gateway.db.pool import Database
-from gateway.errors import BadRequest, ClientGone, RequestTimeout
+from gateway.errors import BadRequest, ClientGone, RequestTimeout, ServiceUnavailable
 from gateway.hashing import Digests, Hasher, HashPools
-from gateway.storage import ObjectStore, PartSink
+from gateway.storage import ObjectNotFound, ObjectStore, PartSink
 
 log = logging.getLogger("gateway.uploads")
 
@@ -66,6 +66,15 @@ class BodyStream(Protocol):
 class FileTooLarge(BadRequest):
     def __init__(self) -> None:
         super().__init__("File is too large")
+
+
+class UploadInterrupted(ServiceUnavailable):
+    """The multipart upload vanished under a live upload (S3's NoSuchUpload): the sweeper
+    aborted it because the heartbeat could not be written for a stale window, e.g. while
+    PostgreSQL was down. Nothing of it is left; a retry works."""
+
+    def __init__(self) -> None:
+        super().__init__("the upload was interrupted, please retry")
 
 
 def check_declared_size(content_length: int | None, max_file_size: int) -> None:
@@ -447,6 +456,8 @@ async def stream_to_store(
         stored = await upload.finish()
         ok = True
         return stored
+    except ObjectNotFound as exc:  # UploadPart or CompleteMultipartUpload: NoSuchUpload
+        raise UploadInterrupted() from exc
     finally:
         if not ok:
             await upload.abort(on_cleaned)
@@ -472,6 +483,10 @@ async def _clean_up(
                 for upload in await store.list_open_uploads(prefix=key):
                     if upload.key == key:
                         await store.abort_upload(key, upload.upload_id)
+                # ... and it may yet be carried out after this delete (a frozen S3 runs both
+                # once it thaws, in either order): the pending row stays, so the sweeper looks
+                # again a stale window later and removes whatever landed.
+                return
     except Exception as exc:
         log.warning("could not clean up %s now, the sweeper will: %s", key,
                     str(exc) or type(exc).__name__)

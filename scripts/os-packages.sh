@@ -6,6 +6,8 @@
 # terminal). apt-get's output goes to a log file, shown only when something fails. Exits 0
 # even when something could not be installed, after naming it: the commands that need it say
 # so again when they start. Add a package by adding a "package:program" pair below.
+# `os-packages.sh bench` also installs what only the benchmark uses (the OCI distribution
+# registry, its peer; `make bench` asks for it, the tests never do).
 set -uo pipefail
 
 WANTED=(
@@ -15,6 +17,9 @@ WANTED=(
     "chromium:chromium"
     "chromium-driver:chromedriver"
 )
+if [ "${1:-}" = "bench" ]; then
+    WANTED+=("docker-registry:docker-registry")
+fi
 
 # Programs in sbin are not on every user's PATH.
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
@@ -45,7 +50,8 @@ fi
 
 log="$(mktemp "${TMPDIR:-/tmp}/os-packages.XXXXXX.log")"
 echo "os-packages: installing ${missing[*]} (apt-get; log in $log)"
-# Packages that start their service on install (nginx on port 80, pgbouncer on 6432) must not:
+# Packages that start their service on install (nginx on port 80, pgbouncer on 6432,
+# docker-registry on 5000) must not:
 # the project runs its own instances. policy-rc.d is Debian's switch for that; an existing one
 # is left as it is.
 policy=/usr/sbin/policy-rc.d

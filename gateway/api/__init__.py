@@ -6,6 +6,8 @@ from aiohttp import web
 
 from gateway import keys
 from gateway.api import (
+    audit_events,
+    features,
     generic_packages,
     groups,
     health,
@@ -14,6 +16,8 @@ from gateway.api import (
     package_settings,
     project_packages,
     projects,
+    protection_rules,
+    resumable,
     tokens,
     users,
 )
@@ -21,6 +25,7 @@ from gateway.errors import GatewayError
 
 _GENERIC = "/api/v4/projects/{id}/packages/generic/{tail:.+}"
 _PACKAGES = "/api/v4/projects/{id}/packages"
+_SESSION = _PACKAGES + "/uploads/{session_id}"
 
 
 class ApiV3Gone(GatewayError):
@@ -38,8 +43,19 @@ async def api_v3(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     r = app.router
     # Generic packages: write = Developer+ or a write deploy token; read = read_package.
-    r.add_route("PUT", _GENERIC, generic_packages.put_file,
+    # A PUT that carries Upload-Complete is an IETF resumable upload (same checks as a PUT).
+    r.add_route("PUT", _GENERIC, resumable.put_or_create,
                 expect_handler=generic_packages.expect_nothing_yet)
+    # Resumable uploads (tus 1.0, IETF): created at the file, continued at the session's URL;
+    # every request needs what a PUT needs.
+    r.add_route("POST", _GENERIC, resumable.create_upload,
+                expect_handler=generic_packages.expect_nothing_yet)
+    r.add_route("OPTIONS", _GENERIC, resumable.tus_options)
+    r.add_route("HEAD", _SESSION, resumable.session_head)
+    r.add_route("PATCH", _SESSION, resumable.session_patch,
+                expect_handler=generic_packages.expect_nothing_yet)
+    r.add_route("DELETE", _SESSION, resumable.session_delete)
+    r.add_route("OPTIONS", _SESSION, resumable.tus_options)
     r.add_route("GET", _GENERIC, generic_packages.get_file)
     r.add_route("HEAD", _GENERIC, generic_packages.head_file)
     # Delete by path (a file, or a whole version): destroy_package, as the Packages API.
@@ -55,6 +71,21 @@ def setup_routes(app: web.Application) -> None:
     # A group's duplicate policy: administrator or the group's Maintainer+.
     r.add_get("/api/v4/groups/{id}/packages/settings", package_settings.get_settings)
     r.add_put("/api/v4/groups/{id}/packages/settings", package_settings.put_settings)
+    # Package protection rules (GitLab's REST API): the project's Maintainer+.
+    rules = _PACKAGES + "/protection/rules"
+    r.add_get(rules, protection_rules.list_rules)
+    r.add_post(rules, protection_rules.create_rule)
+    r.add_patch(rules + "/{package_protection_rule_id}", protection_rules.update_rule)
+    r.add_delete(rules + "/{package_protection_rule_id}", protection_rules.delete_rule)
+    # Feature flags: accepted from administrators for compatibility, nothing to switch.
+    # python-gitlab asks for /features//:name (its path ends in a slash); GitLab takes both.
+    r.add_post("/api/v4/features{sep:/+}{name}", features.set_feature)
+    # Audit events: the instance's for administrators; a project's or group's for its
+    # Developers+ (their own events only, below Maintainer / Owner).
+    r.add_get("/api/v4/audit_events", audit_events.list_events)
+    r.add_get("/api/v4/audit_events/{audit_event_id}", audit_events.get_event)
+    r.add_get(_SOURCE + "/audit_events", audit_events.list_events)
+    r.add_get(_SOURCE + "/audit_events/{audit_event_id}", audit_events.get_event)
     _identity_routes(r)
     r.add_route("*", "/api/v3/{tail:.*}", api_v3)
     # Operations (no authentication).

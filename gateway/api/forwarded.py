@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import keys, logs
 from gateway.config import IPNetwork
 from gateway.logs import CLIENT_ADDRESS
 
@@ -152,8 +152,14 @@ def middleware(
 
     @web.middleware
     async def record_client(request: web.Request, handler):  # type: ignore[no-untyped-def]
-        if peer_is_trusted(request, trusted):
-            request[CLIENT_ADDRESS] = client_view(request).address
-        return await handler(request)
+        if not peer_is_trusted(request, trusted):
+            return await handler(request)
+        address = client_view(request).address
+        request[CLIENT_ADDRESS] = address
+        token = logs.client_address.set(address)  # what audit events record
+        try:
+            return await handler(request)
+        finally:
+            logs.client_address.reset(token)
 
     return record_client

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from gateway import auth, keys, naming, uploads
+from gateway.api import validators
 from gateway.api.present import package_file_record
 from gateway.api.project_packages import deleted
 from gateway.errors import (
@@ -25,9 +27,15 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.governance import gate
+from gateway.governance.protection import Actor
 from gateway.identity import policy
-from gateway.packages import commit, deletion, downloads, duplicates
-from gateway.storage import ObjectNotFound, new_object_key
+from gateway.models import PackageFile
+from gateway.packages import commit, conditional, deletion, digests, downloads, duplicates
+from gateway.packages.etags import etag_of
+from gateway.storage import ObjectNotFound, StorageUnavailable, new_object_key
+
+log = logging.getLogger("gateway.api")
 
 _MARKER = "/packages/generic/"
 
@@ -172,11 +180,18 @@ async def put_file(request: web.Request) -> web.Response:
     target = naming.file_target(generic_tail(request), status)
     access = policy.require_create_package(who, await project_access(request, who))
     naming.check_late_parameters(target, select)
+    actor = Actor.of(who, access)
+    await gate.before_body(app[keys.db], actor, access.project_id, target)
     size = request.content_length if "chunked" not in request.headers.get(
         "Transfer-Encoding", ""
     ).lower() else None
     uploads.check_declared_size(size, settings.max_file_size)
+    declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
+    condition = conditional.WriteCondition.from_headers(
+        request.headers.get("If-None-Match"), request.headers.get("If-Match")
+    )
     await duplicates.check_duplicate(app[keys.db], access.project_id, target)
+    await conditional.check_before_body(app[keys.db], access.project_id, target, condition)
 
     await _send_continue(request)
     started = time.monotonic()
@@ -184,15 +199,30 @@ async def put_file(request: web.Request) -> web.Response:
         stored = await uploads.receive(
             app[keys.uploads], body, new_object_key(), project_id=access.project_id, size=size
         )
+    await digests.check_stored(app[keys.db], app[keys.store], stored, declared)
     row = await commit.commit_file(
         app[keys.db], app[keys.store], access.project_id, target, stored,
-        status=status, creator_id=who.user_id,
+        status=status, creator_id=who.user_id, checks=gate.CommitChecks(actor),
+        conditions=conditional.commit_checks(target, condition),
     )
     if (metrics := app.get(keys.metrics)) is not None:
         metrics.upload_stored(stored.size, time.monotonic() - started)
+    return _stored_answer(request, row, select)
+
+
+def header_values(request: web.Request, names: tuple[str, ...]) -> dict[str, list[str]]:
+    """Every value of each of ``names`` that the request carries."""
+    return {name: values for name in names if (values := request.headers.getall(name, []))}
+
+
+def _stored_answer(request: web.Request, row: PackageFile, select: str | None) -> web.Response:
+    """GitLab's answer to a stored file, with ``Repr-Digest`` when the client asked for it."""
+    extra = None
+    if digests.wants_repr_digest(request.headers.getall("Want-Repr-Digest", [])):
+        extra = {"Repr-Digest": digests.repr_digest(row.file_sha256)}
     if select == "package_file":
-        return json_response(package_file_record(row), 200)
-    return json_response({"message": "201 Created"}, 201)
+        return json_response(package_file_record(row), 200, extra)
+    return json_response({"message": "201 Created"}, 201, extra)
 
 
 async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess, dict]:
@@ -210,65 +240,123 @@ async def _file_for_download(request: web.Request) -> tuple[policy.ProjectAccess
     return access, row
 
 
-def _file_headers(row: dict) -> dict[str, str]:
+def _representation(row: dict) -> validators.Representation:
+    return validators.Representation.of(etag_of(row["file_sha256"]), row["created_at"],
+                                        row["size"])
+
+
+def _validator_headers(row: dict, rep: validators.Representation) -> dict[str, str]:
+    """The file's digests and validators, on every download answer (304 and 302 included)."""
+    return {
+        "X-Checksum-SHA256": row["file_sha256"],
+        "X-Checksum-SHA1": row["file_sha1"],
+        "X-Checksum-MD5": row["file_md5"],
+        "Repr-Digest": digests.repr_digest(row["file_sha256"]),
+        "ETag": rep.etag,
+        "Last-Modified": rep.http_date,
+    }
+
+
+def _file_headers(row: dict, rep: validators.Representation) -> dict[str, str]:
     return {
         **API_HEADERS,
         "Content-Type": "application/octet-stream",
         "Content-Disposition": naming.content_disposition(row["file_name"]),
-        "X-Checksum-SHA256": row["file_sha256"],
-        "ETag": f'"{row["file_sha256"]}"',
+        **_validator_headers(row, rep),
+        "Accept-Ranges": "bytes",
     }
+
+
+def _not_modified(row: dict, rep: validators.Representation) -> web.Response:
+    return web.Response(status=304, headers={**API_HEADERS, **_validator_headers(row, rep)})
+
+
+def _ranged(headers: dict[str, str], byte_range: tuple[int, int] | None, size: int) -> int:
+    """Adds Content-Range for a partial answer; returns its status."""
+    if byte_range is None:
+        headers["Content-Length"] = str(size)
+        return 200
+    headers["Content-Range"] = validators.content_range(byte_range, size)
+    headers["Content-Length"] = str(byte_range[1] - byte_range[0] + 1)
+    return 206
 
 
 async def head_file(request: web.Request) -> web.Response:
     """Answered here, never redirected: a URL presigned for GET refuses HEAD on real S3."""
     _, row = await _file_for_download(request)
-    headers = _file_headers(row)
-    headers["Content-Length"] = str(row["size"])
-    return web.Response(status=200, headers=headers)
+    rep = _representation(row)
+    if validators.not_modified(request.headers, rep):
+        return _not_modified(row, rep)
+    headers = _file_headers(row, rep)
+    status = _ranged(headers, validators.requested_range(request.headers, rep), row["size"])
+    return web.Response(status=status, headers=headers)
 
 
 async def get_file(request: web.Request) -> web.StreamResponse:
     app = request.app
     settings = app[keys.settings]
-    store = app[keys.store]
     _, row = await _file_for_download(request)
-    headers = _file_headers(row)
-    url = await store.download_url(
-        row["object_key"], headers["Content-Disposition"], settings.presign_expires
+    rep = _representation(row)
+    if validators.not_modified(request.headers, rep):
+        return _not_modified(row, rep)
+    url = await app[keys.store].download_url(
+        row["object_key"], naming.content_disposition(row["file_name"]),
+        settings.presign_expires,
     )
     metrics = app.get(keys.metrics)
-    if url is not None:
-        if metrics is not None:
-            metrics.download_bytes.labels("redirect").inc(row["size"])
-        return web.Response(
-            status=302,
-            headers={
-                **API_HEADERS,
-                "Location": url,
-                "X-Checksum-SHA256": row["file_sha256"],
-                "Cache-Control": "no-store",
-            },
-        )
-    # Proxy mode: GitLab's local-storage answer, streamed from the store.
-    chunks = store.read(row["object_key"])
+    if url is None:
+        # Proxy mode: GitLab's local-storage answer, streamed from the store.
+        return await _stream(request, row, rep)
+    if metrics is not None:
+        metrics.download_bytes.labels("redirect").inc(row["size"])
+    # The presigned URL serves ranges itself (S3 honours Range and If-Range).
+    return web.Response(
+        status=302,
+        headers={
+            **API_HEADERS,
+            "Location": url,
+            **_validator_headers(row, rep),
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+async def _stream(request: web.Request, row: dict, rep: validators.Representation
+                  ) -> web.StreamResponse:
+    byte_range = validators.requested_range(request.headers, rep)
+    chunks = request.app[keys.store].read(row["object_key"], byte_range)
     try:
         first = await anext(chunks, b"")
     except ObjectNotFound:
         raise NotFound() from None
+    headers = _file_headers(row, rep)
     headers["Content-Transfer-Encoding"] = "binary"
-    response = web.StreamResponse(status=200, headers=headers)
-    response.content_length = row["size"]
+    status = _ranged(headers, byte_range, row["size"])
+    length = int(headers.pop("Content-Length"))
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = length
     await response.prepare(request)
+    metrics = request.app.get(keys.metrics)
     sent = metrics.download_bytes.labels("proxy") if metrics is not None else None
-    if first:
-        await response.write(first)
-        if sent is not None:
-            sent.inc(len(first))
-    async for chunk in chunks:
-        await response.write(chunk)
-        if sent is not None:
-            sent.inc(len(chunk))
+    try:
+        if first:
+            await response.write(first)
+            if sent is not None:
+                sent.inc(len(first))
+        async for chunk in chunks:
+            await response.write(chunk)
+            if sent is not None:
+                sent.inc(len(chunk))
+    except ConnectionError as exc:  # aiohttp's "Connection lost": the client hung up
+        raise ClientGone(str(exc)) from exc
+    except StorageUnavailable as exc:
+        # The headers are out, so no 503 can follow: the connection is cut, and the client
+        # sees fewer bytes than the Content-Length, never a file that looks complete.
+        log.warning("proxied download cut: object storage stopped mid-stream: %s", exc,
+                    extra={"path": request.path})
+        if request.transport is not None:
+            request.transport.close()
+        return response
     await response.write_eof()
     return response
 
@@ -288,9 +376,11 @@ async def delete_by_path(request: web.Request) -> web.Response:
     if tail.count("/") == 1:
         name, version = naming.package_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_version_by_path(app[keys.db], access.project_id, name, version)
+        await deletion.delete_version_by_path(app[keys.db], Actor.of(who, access),
+                                              access.project_id, name, version)
     else:
         target = naming.download_target(tail)
         access = policy.require_destroy_package(who, await project_access(request, who))
-        await deletion.delete_file_by_path(app[keys.db], access.project_id, target)
+        await deletion.delete_file_by_path(app[keys.db], Actor.of(who, access),
+                                           access.project_id, target)
     return deleted(request)

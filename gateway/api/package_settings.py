@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import auth, keys
 from gateway.api import caller
 from gateway.api.params import as_bool, read_params
 from gateway.enums import MAINTAINER
@@ -23,13 +23,13 @@ from gateway.packages import duplicates
 _REGEX = "generic_duplicate_exception_regex"
 
 
-async def _group(request: web.Request) -> policy.GroupAccess:
+async def _group(request: web.Request) -> tuple[auth.Principal, policy.GroupAccess]:
     # An administration route: personal (project, group) access tokens, GitLab's API 401s.
     who = await caller.signed_in(request)
     group = policy.require_group_visible(
         who, await policy.group_access(request.app[keys.db], who, request.match_info["id"]))
     policy.require_level(who, group.level, MAINTAINER)
-    return group
+    return who, group
 
 
 def _regex_param(params: dict[str, Any]) -> str | None:
@@ -42,16 +42,16 @@ def _regex_param(params: dict[str, Any]) -> str | None:
 
 
 async def get_settings(request: web.Request) -> web.Response:
-    group = await _group(request)
+    _, group = await _group(request)
     return json_response(await duplicates.package_settings(request.app[keys.db], group.group_id))
 
 
 async def put_settings(request: web.Request) -> web.Response:
-    group = await _group(request)
+    who, group = await _group(request)
     params = await read_params(request)
     allowed = as_bool(params, "generic_duplicates_allowed")
     regex = _regex_param(params)
     settings = await duplicates.update_package_settings(
-        request.app[keys.db], group.group_id, allowed=allowed, exception_regex=regex
+        request.app[keys.db], who, group.group_id, allowed=allowed, exception_regex=regex
     )
     return json_response(settings)

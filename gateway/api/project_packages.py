@@ -9,6 +9,7 @@ package itself (404) — so a Developer deleting a missing package gets 403.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -27,6 +28,7 @@ from gateway.errors import (
     RecordNotFound,
     json_response,
 )
+from gateway.governance.protection import Actor
 from gateway.identity import policy
 from gateway.packages import deletion, listing
 
@@ -141,23 +143,51 @@ def _package_file(row: Any) -> dict[str, Any]:
     }
 
 
-def _page_response(request: web.Request, page: pagination.Page, total: int,
-                   items: list[dict[str, Any]]) -> web.Response:
-    return json_response(items, 200, pagination.headers(request, page, total))
+def _keyset(request: web.Request) -> bool:
+    """``pagination=keyset`` with ``order_by=id``: keyset pages, an extension here (GitLab's
+    package lists are offset-paginated only and refuse ``order_by=id``). With any other order
+    the parameter is ignored, as GitLab ignores it."""
+    return pagination.wants_keyset(request) and request.query.get("order_by") == "id"
+
+
+async def _paged(
+    request: web.Request, type_name: str, sort: str,
+    offset_rows: Callable[[pagination.Page], Awaitable[tuple[int, list[Any]]]],
+    keyset_rows: Callable[[pagination.Keyset], Awaitable[list[Any]]] | None,
+) -> tuple[list[Any], dict[str, str]]:
+    """The rows of the page asked for and its headers: keyset pages when ``keyset_rows`` is
+    given, else offset pages up to GitLab's offset limit."""
+    if keyset_rows is not None:
+        keyset = pagination.keyset_of(request, sort)
+        rows = await keyset_rows(keyset)
+        return rows[:keyset.per_page], pagination.keyset_headers(
+            request, keyset, [r.id for r in rows])
+    page = pagination.bounded_page_of(request, type_name)
+    total, rows = await offset_rows(page)
+    return rows, pagination.headers(request, page, total)
+
+
+# Lists count up to one past GitLab's count limit: enough to know whether to show X-Total.
+_COUNT = pagination.COUNT_LIMIT + 1
 
 
 async def list_project_packages(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who)
-    query = _query(request, ORDER_BY)
-    page = pagination.page_of(request)
-    total, rows = await listing.list_packages(
-        request.app[keys.db], [access.project_id], query, limit=page.limit, offset=page.offset
+    keyset = _keyset(request)
+    query = _query(request, (*ORDER_BY, "id") if keyset else ORDER_BY)
+    db, ids = request.app[keys.db], [access.project_id]
+    rows, headers = await _paged(
+        request, "Packages::Package", query.sort,
+        lambda page: listing.list_packages(db, ids, query, limit=page.limit,
+                                           offset=page.offset, count_limit=_COUNT),
+        (lambda ks: listing.list_packages_after(db, ids, query, limit=ks.limit,
+                                                after=ks.after)) if keyset else None,
     )
     path = access.project.path_with_namespace
     items = [_package(request, r, project_path=path, can_destroy=access.destroy_package)
              for r in rows]
-    return _page_response(request, page, total, items)
+    return json_response(items, 200, headers)
 
 
 async def list_group_packages(request: web.Request) -> web.Response:
@@ -166,9 +196,10 @@ async def list_group_packages(request: web.Request) -> web.Response:
     group = policy.require_group_visible(
         who, await policy.group_access(app[keys.db], who, request.match_info["id"])
     )
-    query = _query(request, GROUP_ORDER_BY, ("include_versionless", "exclude_subgroups"))
+    keyset = _keyset(request)
+    query = _query(request, (*GROUP_ORDER_BY, "id") if keyset else GROUP_ORDER_BY,
+                   ("include_versionless", "exclude_subgroups"))
     exclude = as_bool(request.query, "exclude_subgroups") or False  # type: ignore[arg-type]
-    page = pagination.page_of(request)
     projects = await listing.group_projects(
         app[keys.db], group.group_id, who.user_id, exclude_subgroups=exclude
     )
@@ -179,8 +210,13 @@ async def list_group_packages(request: web.Request) -> web.Response:
                                   allow_guest_pull=app[keys.settings].allow_guest_pull)
         if access.read_package:
             readable[project.id] = access
-    total, rows = await listing.list_packages(
-        app[keys.db], list(readable), query, limit=page.limit, offset=page.offset
+    db, ids = app[keys.db], list(readable)
+    rows, headers = await _paged(
+        request, "Packages::Package", query.sort,
+        lambda page: listing.list_packages(db, ids, query, limit=page.limit,
+                                           offset=page.offset, count_limit=_COUNT),
+        (lambda ks: listing.list_packages_after(db, ids, query, limit=ks.limit,
+                                                after=ks.after)) if keyset else None,
     )
     items = [
         _package(
@@ -189,7 +225,7 @@ async def list_group_packages(request: web.Request) -> web.Response:
         )
         for r in rows
     ]
-    return _page_response(request, page, total, items)
+    return json_response(items, 200, headers)
 
 
 async def get_package(request: web.Request) -> web.Response:
@@ -224,12 +260,19 @@ async def list_package_files(request: web.Request) -> web.Response:
         errors.append(exc.message)
     if errors:
         raise InvalidParameters(errors)
-    page = pagination.page_of(request)
-    total, rows = await listing.list_package_files(
-        request.app[keys.db], access.project_id, package_id, order_by=order or "id",
-        sort=sort or "asc", limit=page.limit, offset=page.offset,
+    db, project_id = request.app[keys.db], access.project_id
+    # Files are ordered by id unless asked otherwise, so keyset pages need no order_by here.
+    keyset = pagination.wants_keyset(request) and (order or "id") == "id"
+    rows, headers = await _paged(
+        request, "Packages::PackageFile", sort or "asc",
+        lambda page: listing.list_package_files(
+            db, project_id, package_id, order_by=order or "id", sort=sort or "asc",
+            limit=page.limit, offset=page.offset, count_limit=_COUNT),
+        (lambda ks: listing.list_package_files_after(
+            db, project_id, package_id, sort=ks.sort, limit=ks.limit,
+            after=ks.after)) if keyset else None,
     )
-    return _page_response(request, page, total, [_package_file(r) for r in rows])
+    return json_response([_package_file(r) for r in rows], 200, headers)
 
 
 def deleted(request: web.Request) -> web.Response:
@@ -242,7 +285,8 @@ async def delete_package(request: web.Request) -> web.Response:
     who = await _caller(request)
     access = await _project(request, who, destroy=True)
     package_id = _package_id(request)
-    await deletion.delete_package(request.app[keys.db], access.project_id, package_id)
+    await deletion.delete_package(request.app[keys.db], Actor.of(who, access), access.project_id,
+                                  package_id)
     return deleted(request)
 
 
@@ -252,6 +296,6 @@ async def delete_package_file(request: web.Request) -> web.Response:
     package_id = _package_id(request)
     file_id = path_int(request, "package_file_id", missing=RecordNotFound())
     await deletion.delete_package_file(
-        request.app[keys.db], access.project_id, package_id, file_id
+        request.app[keys.db], Actor.of(who, access), access.project_id, package_id, file_id
     )
     return deleted(request)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
 
-from gateway.api import caller, entities
-from gateway.api.pagination import page_of
+from gateway.api import caller, entities, pagination
 from gateway.api.params import as_bool, as_choice, as_int, as_str, read_params
 from gateway.enums import REGISTRY_LEVELS, VISIBILITIES
-from gateway.errors import InvalidParameters, ValidationFailed, json_response
+from gateway.errors import (
+    InvalidParameters,
+    PaginationNotAvailable,
+    ValidationFailed,
+    json_response,
+)
 from gateway.identity import projects
 from gateway.identity.paths import path_from_name
 
@@ -55,6 +60,7 @@ def _filters(params: dict[str, Any]) -> projects.ProjectFilters:
         membership=bool(as_bool(params, "membership")),
         visibility=as_choice(params, "visibility", VISIBILITIES),
         min_access_level=as_int(params, "min_access_level"),
+        id_after=as_int(params, "id_after"), id_before=as_int(params, "id_before"),
         order_by=as_str(params, "order_by") or "created_at",
         sort=as_choice(params, "sort", ("asc", "desc")) or "desc",
     )
@@ -63,14 +69,35 @@ def _filters(params: dict[str, Any]) -> projects.ProjectFilters:
 async def _list(request: web.Request, group_ref: str | None) -> web.Response:
     who = await caller.caller(request)
     params = await read_params(request)
-    page = page_of(request)
+    filters = _filters(params)
+    include_subgroups = bool(as_bool(params, "include_subgroups"))
+    if pagination.wants_keyset(request):
+        return await _keyset_list(request, who, filters, group_ref, include_subgroups)
+    page = pagination.page_of(request)
     found = await projects.list_projects(
-        caller.services(request), who, _filters(params), group_ref=group_ref,
-        include_subgroups=bool(as_bool(params, "include_subgroups")), limit=page.limit,
-        offset=page.offset,
+        caller.services(request), who, filters, group_ref=group_ref,
+        include_subgroups=include_subgroups, limit=page.limit, offset=page.offset,
     )
     return caller.page_response(request, page, [_render(request, r) for r in found.items],
                                 found.total)
+
+
+async def _keyset_list(request: web.Request, who: Any, filters: projects.ProjectFilters,
+                       group_ref: str | None, include_subgroups: bool) -> web.Response:
+    """GitLab's keyset pages of projects (``Gitlab::Pagination::Keyset``): ordered by id only
+    (else its 405), the next page named by ``id_after``/``id_before`` in ``Link``."""
+    if filters.order_by != "id":
+        raise PaginationNotAvailable(
+            "Keyset pagination is not yet available for this type of request")
+    keyset = pagination.keyset_of(request, filters.sort)
+    bound = {"id_after" if keyset.sort == "asc" else "id_before": keyset.after}
+    found = await projects.list_projects(
+        caller.services(request), who, replace(filters, **bound), group_ref=group_ref,
+        include_subgroups=include_subgroups, limit=keyset.limit, offset=0, count=False,
+    )
+    rows = found.items
+    headers = pagination.keyset_headers(request, keyset, [r.id for r in rows])
+    return json_response([_render(request, r) for r in rows[:keyset.per_page]], 200, headers)
 
 
 async def list_projects(request: web.Request) -> web.Response:

@@ -9,6 +9,7 @@ from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
 from gateway.enums import PACKAGE_TYPE_NAME, PACKAGE_TYPES
 from gateway.models import Package, PackageFile, PackageVersion, Project
+from gateway.numbers import INT64_MAX
 
 Conn = asyncpg.Connection
 
@@ -41,6 +42,12 @@ TOUCH_PACKAGE = "UPDATE packages SET updated_at = now() WHERE id = $1"
 
 LIVE_FILE_EXISTS = """
 SELECT EXISTS (SELECT 1 FROM package_files WHERE package_id = $1 AND file_name = $2 AND status <> 1)
+"""
+
+# The digest of the file a download of that name would serve (conditional uploads).
+NEWEST_FILE_SHA256 = """
+SELECT file_sha256 FROM package_files WHERE package_id = $1 AND file_name = $2 AND status = 0
+ORDER BY id DESC LIMIT 1
 """
 
 INSERT_PACKAGE_FILE = """
@@ -86,6 +93,10 @@ async def touch_package(conn: Conn, package_id: int) -> None:
 
 async def live_file_exists(conn: Conn, package_id: int, file_name: str) -> bool:
     return await conn.fetchval(LIVE_FILE_EXISTS, package_id, file_name)
+
+
+async def newest_file_sha256(conn: Conn, package_id: int, file_name: str) -> str | None:
+    return await conn.fetchval(NEWEST_FILE_SHA256, package_id, file_name)
 
 
 async def insert_package_file(
@@ -223,25 +234,73 @@ _ORDER_COLUMNS = {
     "project_path": 'pr.path COLLATE "C"',
 }
 
-_LIST_FROM = """
-FROM packages p
-JOIN projects pr ON pr.id = p.project_id
-JOIN namespaces n ON n.id = pr.namespace_id
-WHERE p.project_id = ANY($1::bigint[])
+# The filters of every package list, on packages ``p`` ($2 type, $3 name pattern, $4 statuses,
+# $5 version).
+_LIST_FILTERS = """
   AND (($2::smallint IS NULL AND p.package_type <> 12) OR p.package_type = $2)
   AND ($3::text IS NULL OR p.name ILIKE $3)
   AND p.status = ANY($4::smallint[])
   AND ($5::text IS NULL OR p.version = $5)
 """
 
-COUNT_PACKAGES = "SELECT count(*) " + _LIST_FROM
-
-_LIST_PACKAGES = """
-SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
-""" + _LIST_FROM + """
-ORDER BY {column} {direction}, p.id {direction}
-LIMIT $6 OFFSET $7
+# Counting stops where GitLab stops showing the count (X-Total above 10,000 is left out), so a
+# project with a million packages costs at most 10,001 index entries, not a million.
+COUNT_PACKAGES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM packages p WHERE p.project_id = ANY($1::bigint[])
+""" + _LIST_FILTERS + """
+    LIMIT $6
+) counted
 """
+
+# One page in two steps. First the ids and sort keys of the page, taken from each project's own
+# index range (the lateral join): at most $6 rows per project (offset + limit), so a first page
+# reads about 20 index entries per project, however many packages it holds; they are merged,
+# cut to the page, and only then are the page's rows and project paths read.
+_PAGE = """
+WITH page AS (
+    SELECT l.id, l.k
+    FROM projects pr
+    CROSS JOIN LATERAL (
+        SELECT p.id, {key} AS k FROM packages p
+        WHERE p.project_id = pr.id {after}
+""" + _LIST_FILTERS + """
+        ORDER BY {inner_order}
+        LIMIT $6
+    ) l
+    WHERE pr.id = ANY($1::bigint[])
+    ORDER BY l.k {direction}, l.id {direction}
+    LIMIT $7 OFFSET $8
+)
+SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
+FROM page
+JOIN packages p ON p.id = page.id
+JOIN projects pr ON pr.id = p.project_id
+JOIN namespaces n ON n.id = pr.namespace_id
+ORDER BY page.k {direction}, page.id {direction}
+"""
+
+# The same page without the lateral join, for deep offsets into groups of many projects, where
+# offset + limit rows from each project would be more than all the group's rows.
+_PAGE_FLAT = """
+WITH page AS (
+    SELECT p.id, {key} AS k
+    FROM packages p JOIN projects pr ON pr.id = p.project_id
+    WHERE p.project_id = ANY($1::bigint[]) {after}
+""" + _LIST_FILTERS + """
+      AND $6::bigint IS NOT NULL  -- the lateral's bound, unused: both forms take one argument list
+    ORDER BY k {direction}, p.id {direction}
+    LIMIT $7 OFFSET $8
+)
+SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
+FROM page
+JOIN packages p ON p.id = page.id
+JOIN projects pr ON pr.id = p.project_id
+JOIN namespaces n ON n.id = pr.namespace_id
+ORDER BY page.k {direction}, page.id {direction}
+"""
+# Past this many rows read (projects x (offset + limit)) the flat form is used.
+_LATERAL_ROWS_MAX = 200_000
 
 
 def _like_pattern(term: str) -> str:
@@ -250,20 +309,58 @@ def _like_pattern(term: str) -> str:
     return f"%{escaped}%"
 
 
+def package_page_query(order_by: str, sort: str, *, keyset: bool = False,
+                       flat: bool = False) -> str:
+    """The named query of one list page: ``order_by`` one of GitLab's columns (or ``id`` for
+    keyset pages, which add ``p.id > $9``, ``<`` when descending)."""
+    if sort not in ("asc", "desc"):
+        raise ValueError(f"unknown sort {sort}")
+    direction = sort.upper()
+    if keyset:
+        key, inner = "p.id", f"p.id {direction}"
+        after = f"AND p.id {'>' if sort == 'asc' else '<'} $9"
+    elif order_by in _ORDER_COLUMNS:
+        key = _ORDER_COLUMNS[order_by]
+        # Within one project every row has the same path: its own order is by id.
+        inner = (f"p.id {direction}" if order_by == "project_path"
+                 else f"{key} {direction}, p.id {direction}")
+        after = ""
+    else:
+        raise ValueError(f"unknown order {order_by}")
+    template = _PAGE_FLAT if flat else _PAGE
+    return template.format(key=key, inner_order=inner, direction=direction, after=after)
+
+
 async def list_packages(
     conn: Conn, project_ids: list[int], *, package_type: int | None, name: str | None,
     statuses: tuple[int, ...], version: str | None, order_by: str, sort: str,
-    limit: int, offset: int,
+    limit: int, offset: int, count_limit: int,
 ) -> tuple[int, list[Package]]:
-    """One page of the packages of these projects, and the number of all that match."""
-    if order_by not in _ORDER_COLUMNS or sort not in ("asc", "desc"):
-        raise ValueError(f"unknown order {order_by} {sort}")
+    """One page of the packages of these projects, and how many match, counted up to
+    ``count_limit``."""
     pattern = _like_pattern(name) if name is not None else None
     args = (project_ids, package_type, pattern, list(statuses), version)
-    total = await conn.fetchval(COUNT_PACKAGES, *args)
-    query = _LIST_PACKAGES.format(column=_ORDER_COLUMNS[order_by], direction=sort.upper())
-    rows = await conn.fetch(query, *args, limit, offset)
+    total = await conn.fetchval(COUNT_PACKAGES, *args, count_limit)
+    flat = len(project_ids) * (offset + limit) > _LATERAL_ROWS_MAX
+    query = package_page_query(order_by, sort, flat=flat)
+    rows = await conn.fetch(query, *args, offset + limit, limit, offset)
     return total, [Package.from_row(r) for r in rows]
+
+
+async def list_packages_after(
+    conn: Conn, project_ids: list[int], *, package_type: int | None, name: str | None,
+    statuses: tuple[int, ...], version: str | None, sort: str, limit: int, after: int | None,
+) -> list[Package]:
+    """A keyset page: up to ``limit`` packages in id order after (before, descending) the id
+    ``after``; one more than asked tells the caller there is a next page."""
+    if after is None:
+        after = 0 if sort == "asc" else INT64_MAX
+    pattern = _like_pattern(name) if name is not None else None
+    rows = await conn.fetch(
+        package_page_query("id", sort, keyset=True), project_ids, package_type, pattern,
+        list(statuses), version, limit, limit, 0, after,
+    )
+    return [Package.from_row(r) for r in rows]
 
 
 # Every project in these namespaces with what auth needs to judge the caller's access (the
@@ -316,12 +413,32 @@ ORDER BY version COLLATE "C", id
 _FILE_ORDER_COLUMNS = {"id": "id", "created_at": "created_at",
                        "file_name": 'file_name COLLATE "C"'}
 
-COUNT_PACKAGE_FILES = "SELECT count(*) FROM package_files WHERE package_id = $1 AND status = 0"
+# Counted up to a bound, as the package lists are.
+COUNT_PACKAGE_FILES = """
+SELECT count(*) FROM (
+    SELECT 1 FROM package_files WHERE package_id = $1 AND status = 0 LIMIT $2
+) counted
+"""
 _LIST_PACKAGE_FILES = """
 SELECT * FROM package_files WHERE package_id = $1 AND status = 0
 ORDER BY {column} {direction}, id {direction}
 LIMIT $2 OFFSET $3
 """
+_PACKAGE_FILES_AFTER = """
+SELECT * FROM package_files WHERE package_id = $1 AND status = 0 AND id {op} $3
+ORDER BY id {direction}
+LIMIT $2
+"""
+PACKAGE_FILES_AFTER = _PACKAGE_FILES_AFTER.format(op=">", direction="ASC")
+PACKAGE_FILES_BEFORE = _PACKAGE_FILES_AFTER.format(op="<", direction="DESC")
+
+
+def package_files_page_query(order_by: str, sort: str) -> str:
+    """The named query of one offset page of a package's files."""
+    if order_by not in _FILE_ORDER_COLUMNS or sort not in ("asc", "desc"):
+        raise ValueError(f"unknown order {order_by} {sort}")
+    return _LIST_PACKAGE_FILES.format(column=_FILE_ORDER_COLUMNS[order_by],
+                                      direction=sort.upper())
 
 
 async def find_package(conn: Conn, project_id: int, package_id: int) -> Package | None:
@@ -337,16 +454,24 @@ async def other_versions(conn: Conn, pkg: Package) -> list[PackageVersion]:
 
 
 async def list_package_files(
-    conn: Conn, package_id: int, *, order_by: str, sort: str, limit: int, offset: int
+    conn: Conn, package_id: int, *, order_by: str, sort: str, limit: int, offset: int,
+    count_limit: int,
 ) -> tuple[int, list[PackageFile]]:
-    if order_by not in _FILE_ORDER_COLUMNS or sort not in ("asc", "desc"):
-        raise ValueError(f"unknown order {order_by} {sort}")
-    total = await conn.fetchval(COUNT_PACKAGE_FILES, package_id)
-    query = _LIST_PACKAGE_FILES.format(
-        column=_FILE_ORDER_COLUMNS[order_by], direction=sort.upper()
-    )
+    query = package_files_page_query(order_by, sort)
+    total = await conn.fetchval(COUNT_PACKAGE_FILES, package_id, count_limit)
     return total, [PackageFile.from_row(r) for r in await conn.fetch(query, package_id, limit,
                                                                       offset)]
+
+
+async def list_package_files_after(
+    conn: Conn, package_id: int, *, sort: str, limit: int, after: int | None
+) -> list[PackageFile]:
+    """A keyset page of a package's files in id order (see ``list_packages_after``)."""
+    if sort == "asc":
+        query, bound = PACKAGE_FILES_AFTER, 0 if after is None else after
+    else:
+        query, bound = PACKAGE_FILES_BEFORE, INT64_MAX if after is None else after
+    return [PackageFile.from_row(r) for r in await conn.fetch(query, package_id, limit, bound)]
 
 
 # --- deletion -------------------------------------------------------------------------------

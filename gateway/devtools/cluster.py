@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from gateway import config
 from gateway.devtools.datadir import DataDir
@@ -30,6 +31,7 @@ from gateway.devtools.nginx import Nginx, Upstream, find_nginx
 from gateway.devtools.pgbouncer import PgBouncer, find_pgbouncer
 from gateway.devtools.postgres import PostgresCluster, find_pg_binary
 from gateway.devtools.processes import LocalServiceError, Service
+from gateway.devtools.s3proxy import FaultyS3Proxy
 from gateway.devtools.s3servers import RcloneS3Server, find_rclone
 from gateway.devtools.seed import DEMO_GROUP, DEMO_PROJECT, Seeded, seed
 
@@ -133,11 +135,18 @@ class Cluster(Service):
     ``settings`` are the gateways' (their GATEWAY_* variables); the cluster sets what it owns:
     database, S3, ports, instance names, ``GATEWAY_DB_PGBOUNCER`` and the external URL.
     ``fast`` (tests) runs PostgreSQL without fsync.
+
+    For fault injection (the soak, fault tests): ``s3_proxy`` puts a :class:`FaultyS3Proxy`
+    between the gateways and S3 (presigned URLs still name S3 itself), ``instance_settings``
+    overrides settings of single gateways by name (``{"gateway-3": {"download_mode":
+    "proxy"}}``), and the methods below kill, stop, restart and freeze the parts one by one.
     """
 
     def __init__(self, data_path: Path, port: int, settings: config.Settings, *,
                  instances: int = INSTANCES, base_env: Mapping[str, str] | None = None,
-                 fast: bool = False, announce: Callable[[str, bool], None] | None = None) -> None:
+                 fast: bool = False, announce: Callable[[str, bool], None] | None = None,
+                 s3_proxy: bool = False,
+                 instance_settings: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.data_dir = DataDir(data_path)
         root = self.data_dir.path
         self.port = port
@@ -147,6 +156,9 @@ class Cluster(Service):
         self._announce = announce
         self.postgres = PostgresCluster(root / "postgres", fast=fast)
         self.s3: RcloneS3Server | None = None
+        self._want_proxy = s3_proxy
+        self.s3_proxy: FaultyS3Proxy | None = None
+        self._instance_settings = dict(instance_settings or {})
         self.pgbouncer: PgBouncer | None = None
         self.instances: list[GatewayInstance] = []
         self.nginx: Nginx | None = None
@@ -184,6 +196,11 @@ class Cluster(Service):
         (root / "s3" / BUCKET).mkdir(parents=True, exist_ok=True)
         self.s3 = RcloneS3Server(root / "s3", access, secret, log_path=root / "rclone.log")
         self._run(self.s3)
+        gateway_s3 = self.s3.endpoint_url
+        if self._want_proxy:
+            self.s3_proxy = FaultyS3Proxy(self.s3.endpoint_url, root / "s3proxy.log")
+            self._run(self.s3_proxy)
+            gateway_s3 = self.s3_proxy.endpoint_url
         self.database_url = self.postgres.create_database(DATABASE)
         self.seeded = asyncio.run(seed(self.database_url, self.data_dir.saved_token()))
         self.data_dir.save_token(self.seeded.token)
@@ -195,7 +212,7 @@ class Cluster(Service):
         settings = self._settings.with_overrides(
             database_url=self.pgbouncer.database_url(DATABASE),
             db_pgbouncer=True,
-            s3_endpoint_url=self.s3.endpoint_url,
+            s3_endpoint_url=gateway_s3,
             s3_public_endpoint_url=self.s3.endpoint_url,
             s3_bucket=BUCKET,
             s3_access_key_id=access,
@@ -209,8 +226,10 @@ class Cluster(Service):
         if LISTEN_URL_VARIABLE in config.ENV_VARIABLES:
             extra[LISTEN_URL_VARIABLE] = self.database_url
         self.instances = [
-            GatewayInstance(f"gateway-{n}", settings, self._base_env, root / f"gateway-{n}.log",
-                            extra_env=extra)
+            GatewayInstance(f"gateway-{n}",
+                            settings.with_overrides(**self._instance_settings.get(
+                                f"gateway-{n}", {})),
+                            self._base_env, root / f"gateway-{n}.log", extra_env=extra)
             for n in range(1, self._count + 1)
         ]
         for instance in self.instances:
@@ -238,7 +257,7 @@ class Cluster(Service):
             if gateways:
                 with ThreadPoolExecutor(len(gateways)) as pool:
                     list(pool.map(lambda g: g.stop(), gateways))
-            for service in (self.pgbouncer, self.s3, self.postgres):
+            for service in (self.pgbouncer, self.s3_proxy, self.s3, self.postgres):
                 if service in started:
                     service.stop()
         finally:
@@ -256,6 +275,61 @@ class Cluster(Service):
         instance.start()
         if instance not in self._started:
             self._started.append(instance)
+
+    # Faults, one part at a time. Each returns once the fault is in place (or undone).
+
+    def kill(self, name: str) -> None:
+        """SIGKILL gateway ``name`` (a crash); :meth:`restart` brings it back."""
+        self.instance(name).kill()
+
+    def terminate(self, name: str) -> None:
+        """SIGTERM gateway ``name`` and wait until it has exited (its requests in flight get
+        ``GATEWAY_SHUTDOWN_TIMEOUT``); :meth:`restart` brings it back."""
+        self.instance(name).stop()
+
+    def restart_postgres(self, *, down: float = 0.0) -> None:
+        """Stop PostgreSQL (fast shutdown: sessions are cut), stay down ``down`` seconds, start
+        it again on the same port."""
+        self.postgres.stop("fast")
+        if down > 0:
+            threading.Event().wait(down)
+        self.postgres.start()
+
+    def restart_pgbouncer(self, *, down: float = 0.0) -> None:
+        """Stop PgBouncer (every client connection closes), stay down ``down`` seconds, start
+        it again on the same port."""
+        assert self.pgbouncer is not None
+        self.pgbouncer.stop()
+        if down > 0:
+            threading.Event().wait(down)
+        self.pgbouncer.start()
+
+    def pause_pgbouncer(self) -> None:
+        """Freeze PgBouncer (SIGSTOP): queries hang instead of failing."""
+        assert self.pgbouncer is not None
+        self.pgbouncer.pause()
+
+    def resume_pgbouncer(self) -> None:
+        assert self.pgbouncer is not None
+        self.pgbouncer.resume()
+
+    def pause_s3(self) -> None:
+        """Freeze the S3 server (SIGSTOP)."""
+        assert self.s3 is not None
+        self.s3.pause()
+
+    def resume_s3(self) -> None:
+        assert self.s3 is not None
+        self.s3.resume()
+
+    def s3_failing(self, failing: bool) -> None:
+        """Make the S3 proxy answer 500s to a share of the gateways' S3 requests (or stop)."""
+        if self.s3_proxy is None:
+            raise LocalServiceError("this cluster was started without s3_proxy")
+        if failing:
+            self.s3_proxy.fail()
+        else:
+            self.s3_proxy.heal()
 
 
 def _banner(cluster: Cluster) -> str:

@@ -4,6 +4,7 @@ it: every transaction of a client may run on another server connection."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from gateway.devtools.processes import (
@@ -71,6 +72,9 @@ admin_users = postgres
 pool_mode = transaction
 default_pool_size = {self.pool_size}
 max_client_conn = 1000
+; After a failed server login PgBouncer refuses every client for this long (default 15 s):
+; PostgreSQL back from a restart must mean the gateways are back within a second.
+server_login_retry = 1
 ; asyncpg sends no other start-up parameters when told it is behind PgBouncer.
 ignore_startup_parameters = extra_float_digits
 """
@@ -98,8 +102,20 @@ ignore_startup_parameters = extra_float_digits
             self.stop()
             raise
 
+    def pause(self) -> None:
+        """Freeze PgBouncer (SIGSTOP): clients' queries hang, nothing is closed."""
+        if self._proc is None or self._proc.poll() is not None:
+            raise LocalServiceError("PgBouncer is not running")
+        os.kill(self._proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo :meth:`pause` (SIGCONT)."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.kill(self._proc.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop PgBouncer (SIGTERM: it closes every connection now); a no-op when stopped."""
         if self._proc is not None:
+            self.resume()  # a frozen process acts on SIGTERM only once continued
             stop_process(self._proc, self.timeout)
             self._proc = None

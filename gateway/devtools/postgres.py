@@ -60,15 +60,17 @@ class PostgresCluster(Service):
     The log goes to ``<data_dir>.log`` and the port is remembered in ``<data_dir>.port``
     (both beside ``data_dir``), so a restart reuses it when free. As root, programs run as
     the ``postgres`` system user, which gets ``data_dir`` and search rights on its ancestors.
-    ``fast`` (tests only) turns off fsync, synchronous_commit and full_page_writes.
+    ``fast`` (tests only) turns off fsync, synchronous_commit and full_page_writes;
+    ``settings`` adds or overrides server settings (``shared_buffers``, …).
     """
 
     def __init__(self, data_dir: Path, port: int | None = None, *, fast: bool = False,
-                 timeout: float = 60.0):
+                 timeout: float = 60.0, settings: dict[str, object] | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.fast = fast
         self.timeout = timeout
+        self.settings = dict(settings or {})
         self.log_path = self.data_dir.with_name(self.data_dir.name + ".log")
         self._port_file = self.data_dir.with_name(self.data_dir.name + ".port")
         self._proc: Proc | None = None
@@ -144,6 +146,7 @@ class PostgresCluster(Service):
                     "unix_socket_directories": "", "max_connections": 200}
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.settings
         cmd = [find_pg_binary("postgres"), "-D", str(self.data_dir)]
         cmd += [arg for key, value in settings.items() for arg in ("-c", f"{key}={value}")]
         # postgres is our direct child (not pg_ctl's) so we always reap it, even where PID 1

@@ -20,6 +20,7 @@ from gateway.db.identity import members as member_queries
 from gateway.db.identity import users as user_queries
 from gateway.enums import ACCESS_LEVELS, GROUP_ACCESS_LEVELS, MAINTAINER, OWNER
 from gateway.errors import Conflict, Forbidden, NotFound, RecordNotFound, ValidationFailed
+from gateway.governance import audit
 from gateway.identity import policy
 from gateway.identity.context import Services
 from gateway.models import Member, Page, User
@@ -121,9 +122,20 @@ async def add_members(
                     raise Conflict("Member already exists")
                 continue
             added.append(user.id)
+            await _audit(conn, who, src, "created", user.id, user.username,
+                         access_level=access_level)
         if not single:
             return None
         return await member_queries.direct_member(conn, src.kind, src.id, added[0])
+
+
+async def _audit(conn: asyncpg.Connection, who: Principal, src: Source, verb: str,
+                 user_id: int, username: str | None, **extra: object) -> None:
+    """GitLab's ``member_created`` / ``member_updated`` / ``member_destroyed``."""
+    await audit.record(
+        conn, who, f"member_{verb}", entity_type="Project" if src.kind == "project" else "Group",
+        entity_id=src.id, message=f"{verb.capitalize()} member {username or user_id}",
+        target=audit.Target("User", user_id, username), **extra)
 
 
 async def _user(conn: asyncpg.Connection, ref: int | str) -> User:
@@ -168,6 +180,8 @@ async def update_member(svc: Services, who: Principal, kind: str, ref: str, user
         await _check_owner_change(conn, who, src, member,
                                   removing_owner=access_level < OWNER)
         await member_queries.update(conn, src.kind, src.id, user_id, access_level, expires_at)
+        await _audit(conn, who, src, "updated", user_id, member.username,
+                     access_level_from=member.access_level, access_level=access_level)
         return await _existing(conn, src, user_id)
 
 
@@ -186,3 +200,5 @@ async def remove_member(svc: Services, who: Principal, kind: str, ref: str,
         if not leaving or member.access_level >= OWNER:
             await _check_owner_change(conn, who, src, member, removing_owner=True)
         await member_queries.remove(conn, src.kind, src.id, user_id)
+        await _audit(conn, who, src, "destroyed", user_id, member.username,
+                     access_level_from=member.access_level)

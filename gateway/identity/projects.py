@@ -38,6 +38,9 @@ class ProjectFilters:
     membership: bool = False
     visibility: str | None = None
     min_access_level: int | None = None
+    # GitLab's id_after / id_before: only projects with a greater / smaller id.
+    id_after: int | None = None
+    id_before: int | None = None
     order_by: str = "created_at"
     sort: str = "desc"
 
@@ -149,8 +152,9 @@ async def get(svc: Services, who: Principal, ref: str) -> Project:
 
 async def list_projects(svc: Services, who: Principal, filters: ProjectFilters, *,
                         group_ref: str | None = None, include_subgroups: bool = False,
-                        limit: int, offset: int) -> Page:
-    """Projects the caller can see; with ``group_ref`` those of that (visible) group."""
+                        limit: int, offset: int, count: bool = True) -> Page:
+    """Projects the caller can see; with ``group_ref`` those of that (visible) group. Without
+    ``count`` (keyset pages) the total is not counted (-1)."""
     namespace_ids = None
     async with svc.db.connection() as conn:
         if group_ref is not None:
@@ -164,8 +168,9 @@ async def list_projects(svc: Services, who: Principal, filters: ProjectFilters, 
             conn, who.user_id, admin=who.is_admin, signed_in=policy.signed_in_user(who),
             search=filters.search, owned=filters.owned, membership=filters.membership,
             visibility=filters.visibility, min_access_level=filters.min_access_level,
-            namespace_ids=namespace_ids, order_by=filters.order_by, sort=filters.sort,
-            limit=limit, offset=offset,
+            namespace_ids=namespace_ids, id_after=filters.id_after, id_before=filters.id_before,
+            order_by=filters.order_by, sort=filters.sort, limit=limit, offset=offset,
+            count=count,
         )
     return Page(rows, total)
 

@@ -31,6 +31,7 @@ from gateway.errors import (
     Unauthorized,
     ValidationFailed,
 )
+from gateway.governance import audit
 from gateway.identity import limits, policy
 from gateway.identity.context import Services
 from gateway.identity.users import require_admin
@@ -80,6 +81,26 @@ def _check_text(name: str, description: str | None, *, bad_request: bool) -> Non
 # --- personal access tokens -------------------------------------------------------------------
 
 
+def _token_owner(row: AccessToken) -> tuple[str, int, str]:
+    """(entity type, entity id, kind of token): a bot's token belongs to its project or
+    group, a personal one to its user."""
+    if row.bot_project_id is not None:
+        return "Project", row.bot_project_id, "project_access_token"
+    if row.bot_group_id is not None:
+        return "Group", row.bot_group_id, "group_access_token"
+    return "User", row.user_id, "personal_access_token"
+
+
+async def _audit_token(conn: asyncpg.Connection, who: Principal | None, row: AccessToken,
+                       verb: str, **extra: object) -> None:
+    """``<kind>_created`` / ``_revoked`` / ``_rotated``: named by id and name, never by value."""
+    entity_type, entity_id, kind = _token_owner(row)
+    await audit.record(
+        conn, who, f"{kind}_{verb}", entity_type=entity_type, entity_id=entity_id,
+        message=f"{verb.capitalize()} {kind.replace('_', ' ')} with id {row.id}",
+        target=audit.Target(kind, row.id, row.name), scopes=list(row.scopes), **extra)
+
+
 async def issue_personal_access_token(
     conn: asyncpg.Connection, user_id: int, name: str, scopes: list[str],
     expires_at: dt.date | None = None, description: str | None = None, *,
@@ -106,10 +127,12 @@ async def create_personal_access_token(
     async with svc.db.transaction() as conn:
         if await user_queries.by_id(conn, user_id) is None:
             raise NotFound("User")
-        return await issue_personal_access_token(
+        issued = await issue_personal_access_token(
             conn, user_id, name, scopes,
             expires_at or limits.max_token_expiry(svc.max_token_lifetime_days), description,
         )
+        await _audit_token(conn, who, issued.record, "created")
+        return issued
 
 
 async def list_personal_access_tokens(
@@ -162,6 +185,7 @@ async def revoke_personal_access_token(svc: Services, who: Principal, token_id: 
         if not (who.is_admin or row.user_id == who.user_id):
             raise BadRequest()
         await token_queries.revoke_pat(conn, row.id)
+        await _audit_token(conn, who, row, "revoked")
 
 
 def _rotated_expiry(svc: Services, expires_at: dt.date | None) -> dt.date:
@@ -171,16 +195,19 @@ def _rotated_expiry(svc: Services, expires_at: dt.date | None) -> dt.date:
     return expires_at or _today() + dt.timedelta(days=ROTATED_TOKEN_DAYS)
 
 
-async def _rotate(svc: Services, old: AccessToken, expires_at: dt.date) -> Issued:
+async def _rotate(svc: Services, who: Principal, old: AccessToken, expires_at: dt.date
+                  ) -> Issued:
     """A new token (new id) with the old one's name, scopes and role; the old one revoked, in
     one transaction; every gateway drops its cache of the old one."""
     async with svc.changing(f"token:{old.id}") as conn:
         if not await token_queries.revoke_pat(conn, old.id):
             raise BadRequest("Token already revoked")
-        return await issue_personal_access_token(
+        issued = await issue_personal_access_token(
             conn, old.user_id, old.name, list(old.scopes), expires_at, old.description,
             access_level=old.access_level, previous_id=old.id,
         )
+        await _audit_token(conn, who, old, "rotated", new_token_id=issued.record.id)
+        return issued
 
 
 async def rotate_personal_access_token(
@@ -191,7 +218,7 @@ async def rotate_personal_access_token(
         raise Forbidden()
     async with svc.db.connection() as conn:
         old = await _own_token(conn, who, token_id if token_id is not None else who.token_id)
-    return await _rotate(svc, old, _rotated_expiry(svc, expires_at))
+    return await _rotate(svc, who, old, _rotated_expiry(svc, expires_at))
 
 
 # --- project and group access tokens (bot users) ---------------------------------------------
@@ -273,6 +300,7 @@ async def create_resource_token(
             conn, kind, source_id, name=name, scopes=scopes, access_level=access_level,
             expires_at=expiry, description=description, created_by=who.user_id, host=host,
         )
+        await _audit_token(conn, who, issued.record, "created", access_level=access_level)
     return source_id, issued
 
 
@@ -301,6 +329,7 @@ async def revoke_resource_token(svc: Services, who: Principal, kind: str, ref: s
     async with svc.changing(f"token:{raw}") as conn:
         row = await _resource_token(conn, kind, source_id, token_id, raw)
         await token_queries.revoke_pat(conn, row.id)
+        await _audit_token(conn, who, row, "revoked")
         await member_queries.remove(conn, kind, source_id, row.user_id)
         await user_queries.set_state(conn, row.user_id, "blocked")
 
@@ -322,7 +351,7 @@ async def rotate_resource_token(
     bot_level = bot.access_level if bot is not None else (old.access_level or 0)
     if not who.is_admin and bot_level > level:
         raise BadRequest("Not eligible to rotate token with access level higher than the user")
-    issued = await _rotate(svc, old, _rotated_expiry(svc, expires_at))
+    issued = await _rotate(svc, who, old, _rotated_expiry(svc, expires_at))
     return source_id, issued
 
 
@@ -362,9 +391,12 @@ async def create_deploy_token(
         field, (text,) = next(iter(problems.items()))
         raise BadRequest(f"{field.capitalize()} {text}")
     async with svc.db.transaction() as conn:
-        return await issue_deploy_token(conn, project_id=project_id, group_id=group_id,
-                                        name=name, scopes=scopes, expires_at=expires_at,
-                                        username=username)
+        issued = await issue_deploy_token(conn, project_id=project_id, group_id=group_id,
+                                          name=name, scopes=scopes, expires_at=expires_at,
+                                          username=username)
+        await _audit_deploy_token(conn, who, project_id, group_id, issued.record.id, name,
+                                  "created", scopes=scopes)
+        return issued
 
 
 async def list_deploy_tokens(svc: Services, who: Principal, kind: str | None, ref: str | None,
@@ -398,6 +430,17 @@ async def delete_deploy_token(svc: Services, who: Principal, kind: str, ref: str
     async with svc.changing(f"deploy_token:{token_id}") as conn:
         if not await token_queries.delete_deploy_token(conn, token_id, project_id, group_id):
             raise RecordNotFound()
+        await _audit_deploy_token(conn, who, project_id, group_id, token_id, None, "revoked")
+
+
+async def _audit_deploy_token(conn: asyncpg.Connection, who: Principal, project_id: int | None,
+                              group_id: int | None, token_id: int, name: str | None, verb: str,
+                              **extra: object) -> None:
+    entity_type, entity_id = ("Project", project_id) if project_id else ("Group", group_id)
+    await audit.record(
+        conn, who, f"deploy_token_{verb}", entity_type=entity_type, entity_id=entity_id or 0,
+        message=f"{verb.capitalize()} deploy token with id {token_id}",
+        target=audit.Target("DeployToken", token_id, name), **extra)
 
 
 # --- CI job tokens (packgate's extension endpoints) ---------------------------------------------
@@ -427,7 +470,10 @@ async def mint_job_token(svc: Services, who: Principal, ref: str, *, user_id: in
     async with svc.db.transaction() as conn:
         if await user_queries.by_id(conn, user_id) is None:
             raise NotFound("User")
-        return await issue_job_token(conn, project_id, user_id, seconds)
+        issued = await issue_job_token(conn, project_id, user_id, seconds)
+        await _audit_job_token(conn, who, project_id, issued.record.id, "created",
+                               user_id=user_id, expires_in=seconds)
+        return issued
 
 
 async def list_job_tokens(svc: Services, who: Principal, ref: str, *, limit: int,
@@ -445,3 +491,12 @@ async def revoke_job_token(svc: Services, who: Principal, ref: str, token_id: in
     async with svc.changing(f"job_token:{token_id}") as conn:
         if not await token_queries.revoke_job_token(conn, token_id, project_id):
             raise RecordNotFound()
+        await _audit_job_token(conn, who, project_id, token_id, "revoked")
+
+
+async def _audit_job_token(conn: asyncpg.Connection, who: Principal, project_id: int,
+                           token_id: int, verb: str, **extra: object) -> None:
+    await audit.record(
+        conn, who, f"ci_job_token_{verb}", entity_type="Project", entity_id=project_id,
+        message=f"{verb.capitalize()} CI job token with id {token_id}",
+        target=audit.Target("Ci::JobToken", token_id), **extra)

@@ -11,9 +11,11 @@ from typing import Any
 import asyncpg
 import re2
 
+from gateway.auth import Principal
 from gateway.db import packages as q
 from gateway.db.pool import Database
 from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.governance import audit
 from gateway.naming import FileTarget
 
 log = logging.getLogger("gateway.packages")
@@ -122,13 +124,16 @@ async def package_settings(db: Database, group_id: int) -> dict[str, Any]:
 
 
 async def update_package_settings(
-    db: Database, group_id: int, *, allowed: bool | None, exception_regex: str | None
+    db: Database, who: Principal, group_id: int, *, allowed: bool | None,
+    exception_regex: str | None,
 ) -> dict[str, Any]:
     """Change the fields given; an invalid regex changes nothing (GitLab's 400 shape)."""
     if exception_regex is not None and (errors := exception_regex_errors(exception_regex)):
         raise InvalidSettings({"generic_duplicate_exception_regex": errors})
-    async with db.connection() as conn:
+    async with db.transaction() as conn:
         row = await q.update_package_settings(conn, group_id, allowed, exception_regex)
-    if row is None:
-        raise NotFound("Group")
+        if row is None:
+            raise NotFound("Group")
+        await audit.record(conn, who, "package_settings_updated", entity_type="Group",
+                           entity_id=group_id, message="Changed the package settings", **row)
     return row

@@ -33,16 +33,33 @@ class PackageQuery:
     sort: str = "asc"
 
 
+def _statuses(query: PackageQuery) -> tuple[int, ...]:
+    return (query.status,) if query.status is not None else q.DISPLAYABLE_STATUSES
+
+
 async def list_packages(
-    db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, offset: int
+    db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, offset: int,
+    count_limit: int,
 ) -> tuple[int, list[Package]]:
-    """One page of the packages of these projects, and how many match in all."""
-    statuses = (query.status,) if query.status is not None else q.DISPLAYABLE_STATUSES
+    """One page of the packages of these projects, and how many match (counted up to
+    ``count_limit``)."""
     async with db.connection() as conn:
         return await q.list_packages(
             conn, project_ids, package_type=query.package_type, name=query.package_name,
-            statuses=statuses, version=query.package_version, order_by=query.order_by,
-            sort=query.sort, limit=limit, offset=offset,
+            statuses=_statuses(query), version=query.package_version, order_by=query.order_by,
+            sort=query.sort, limit=limit, offset=offset, count_limit=count_limit,
+        )
+
+
+async def list_packages_after(
+    db: Database, project_ids: list[int], query: PackageQuery, *, limit: int, after: int | None,
+) -> list[Package]:
+    """A keyset page in id order (``query.sort``), after the package ``after``."""
+    async with db.connection() as conn:
+        return await q.list_packages_after(
+            conn, project_ids, package_type=query.package_type, name=query.package_name,
+            statuses=_statuses(query), version=query.package_version, sort=query.sort,
+            limit=limit, after=after,
         )
 
 
@@ -79,12 +96,25 @@ async def package_details(
 
 async def list_package_files(
     db: Database, project_id: int, package_id: int, *, order_by: str, sort: str,
-    limit: int, offset: int,
+    limit: int, offset: int, count_limit: int,
 ) -> tuple[int, list[PackageFile]]:
     await displayable_package(db, project_id, package_id)
     async with db.connection() as conn:
         return await q.list_package_files(
-            conn, package_id, order_by=order_by, sort=sort, limit=limit, offset=offset
+            conn, package_id, order_by=order_by, sort=sort, limit=limit, offset=offset,
+            count_limit=count_limit,
+        )
+
+
+async def list_package_files_after(
+    db: Database, project_id: int, package_id: int, *, sort: str, limit: int,
+    after: int | None,
+) -> list[PackageFile]:
+    """A keyset page of the package's files in id order, after the file ``after``."""
+    await displayable_package(db, project_id, package_id)
+    async with db.connection() as conn:
+        return await q.list_package_files_after(
+            conn, package_id, sort=sort, limit=limit, after=after
         )
 
 

@@ -66,6 +66,10 @@ class PartSink(Protocol):
     async def abort(self) -> None:
         """No object and no open multipart upload remain. Safe to call twice."""
 
+    def recorded(self, number: int) -> dict[str, str]:
+        """What Complete needs of part ``number`` once ``write_part`` returned (plain strings,
+        to be kept elsewhere and handed to ``ObjectStore.resume_sink`` by another process)."""
+
 
 class ObjectStore(Protocol):
     name: str
@@ -79,14 +83,20 @@ class ObjectStore(Protocol):
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload started by another process (the sweeper); missing is fine."""
 
+    def resume_sink(self, key: str, upload_id: str,
+                    parts: dict[int, dict[str, str]]) -> PartSink:
+        """Continue a multipart upload that may have been started by another process, with the
+        records (``PartSink.recorded``) of the parts it already holds."""
+
     async def stat(self, key: str) -> ObjectInfo:
         """Raises ObjectNotFound."""
 
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         """A presigned GET URL, or None when the gateway must stream the bytes itself."""
 
-    def read(self, key: str) -> AsyncIterator[bytes]:
-        """The object's bytes in chunks. Raises ObjectNotFound."""
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> AsyncIterator[bytes]:
+        """The object's bytes in chunks (only bytes ``first..last`` of ``byte_range``, both
+        included, when given: the range must lie within the object). Raises ObjectNotFound."""
 
     async def delete(self, key: str) -> None:
         """Remove the object; a missing object is not an error."""

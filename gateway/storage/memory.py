@@ -12,11 +12,15 @@ _CHUNK = 1024 * 1024
 
 
 class MemorySink:
-    def __init__(self, store: MemoryStore, key: str) -> None:
+    def __init__(self, store: MemoryStore, key: str, upload_id: str | None = None) -> None:
         self.key = key
-        self.upload_id = uuid.uuid4().hex
+        self.upload_id = upload_id or uuid.uuid4().hex
         self._store = store
-        self._parts: dict[int, bytes] = {}
+        # Parts live in the store, so that another sink may continue the upload.
+        self._parts: dict[int, bytes] = store.parts.setdefault(self.upload_id, {})
+
+    def recorded(self, number: int) -> dict[str, str]:
+        return {"etag": str(number), "crc32": ""}
 
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
         if self._store.keep_bytes:
@@ -31,6 +35,7 @@ class MemorySink:
         if self.upload_id not in self._store.uploads:
             raise ObjectNotFound(self.key)
         del self._store.uploads[self.upload_id]
+        self._store.parts.pop(self.upload_id, None)
         data = b"".join(self._parts[n] for n in sorted(self._parts))
         size = self._store.sizes.pop(self.upload_id, len(data))
         self._store.objects[self.key] = (data, size)
@@ -38,6 +43,7 @@ class MemorySink:
     async def abort(self) -> None:
         self._store.uploads.pop(self.upload_id, None)
         self._store.sizes.pop(self.upload_id, None)
+        self._store.parts.pop(self.upload_id, None)
         self._parts.clear()
 
 
@@ -51,6 +57,7 @@ class MemoryStore:
         self.objects: dict[str, tuple[bytes, int]] = {}
         self.uploads: dict[str, str] = {}  # upload id -> key
         self.sizes: dict[str, int] = {}
+        self.parts: dict[str, dict[int, bytes]] = {}  # upload id -> its parts
 
     async def put_object(self, key: str, data: memoryview, crc32: int) -> None:
         if self.keep_bytes and zlib.crc32(data) != crc32:
@@ -62,8 +69,13 @@ class MemoryStore:
         self.uploads[sink.upload_id] = key
         return sink
 
+    def resume_sink(self, key: str, upload_id: str,
+                    parts: dict[int, dict[str, str]]) -> MemorySink:
+        return MemorySink(self, key, upload_id)
+
     async def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
+        self.parts.pop(upload_id, None)
 
     async def stat(self, key: str) -> ObjectInfo:
         if key not in self.objects:
@@ -73,10 +85,13 @@ class MemoryStore:
     async def download_url(self, key: str, disposition: str, expires: int) -> str | None:
         return None
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None
+                   ) -> AsyncIterator[bytes]:
         if key not in self.objects:
             raise ObjectNotFound(key)
         data = self.objects[key][0]
+        if byte_range is not None:
+            data = data[byte_range[0] : byte_range[1] + 1]
         for i in range(0, len(data), _CHUNK):
             yield data[i : i + _CHUNK]
 

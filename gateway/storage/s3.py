@@ -21,6 +21,8 @@ from typing import Any
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
+from aiohttp import ClientError as HttpClientError
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.payload import BytesPayload
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.handlers import add_expect_header
@@ -150,7 +152,9 @@ def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterato
         if errors is not None:
             errors[action] += 1
         raise StorageUnavailable() from exc
-    except (TimeoutError, BotoCoreError, OSError) as exc:
+    except (TimeoutError, BotoCoreError, OSError, HttpClientError, HttpProcessingError) as exc:
+        # The last two: an answer's body cut short (fewer bytes than its Content-Length),
+        # e.g. a GetObject whose object is deleted while it streams.
         log.warning("s3 %s failed: %s", action, _describe(exc))
         if errors is not None:
             errors[action] += 1
@@ -166,12 +170,20 @@ def _describe(exc: BaseException) -> str:
 class S3Sink:
     """One multipart upload; every part carries a CRC32 that Complete repeats."""
 
-    def __init__(self, store: S3Store, key: str, upload_id: str) -> None:
+    def __init__(self, store: S3Store, key: str, upload_id: str,
+                 parts: dict[int, dict[str, str]] | None = None) -> None:
         self.key = key
         self.upload_id = upload_id
         self._store = store
-        self._parts: dict[int, dict[str, Any]] = {}
+        self._parts: dict[int, dict[str, Any]] = {
+            n: {"PartNumber": n, "ETag": p["etag"], "ChecksumCRC32": p["crc32"]}
+            for n, p in (parts or {}).items()
+        }
         self._finished = False
+
+    def recorded(self, number: int) -> dict[str, str]:
+        part = self._parts[number]
+        return {"etag": part["ETag"], "crc32": part["ChecksumCRC32"]}
 
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
         checksum = _b64crc(crc32)
@@ -312,6 +324,10 @@ class S3Store:
             )
         return S3Sink(self, key, resp["UploadId"])
 
+    def resume_sink(self, key: str, upload_id: str,
+                    parts: dict[int, dict[str, str]]) -> S3Sink:
+        return S3Sink(self, key, upload_id, parts)
+
     async def abort_upload(self, key: str, upload_id: str) -> None:
         try:
             async with self.call("abort_multipart_upload"):
@@ -351,9 +367,11 @@ class S3Store:
             self._urls[cache_key] = (now + reuse, url)
         return url
 
-    async def read(self, key: str) -> AsyncIterator[bytes]:
+    async def read(self, key: str, byte_range: tuple[int, int] | None = None
+                   ) -> AsyncIterator[bytes]:
+        extra = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
         async with self.call("get_object"):
-            resp = await self.client.get_object(Bucket=self.bucket, Key=key)
+            resp = await self.client.get_object(Bucket=self.bucket, Key=key, **extra)
         async with resp["Body"] as body:
             # Each read of the body waits at most GATEWAY_S3_READ_TIMEOUT.
             with translate_errors("get_object", self.errors):

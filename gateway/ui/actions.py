@@ -11,6 +11,7 @@ from aiohttp import web
 
 from gateway import auth, keys
 from gateway.errors import Forbidden, GatewayError, InsufficientScope, PayloadTooLarge
+from gateway.governance.protection import Actor
 from gateway.identity import sessions
 from gateway.models import Package, PackageFile
 from gateway.packages import deletion, listing
@@ -94,24 +95,28 @@ def _package_path(project_id: int, package_id: int) -> str:
     return f"/-/ui/projects/{project_id}/packages/{package_id}"
 
 
-async def _deletable(request: web.Request) -> tuple[int, Package, PackageFile | None]:
-    """The package (and file) to delete, found as the API's DELETE finds them."""
+async def _deletable(
+    request: web.Request,
+) -> tuple[int, Package, PackageFile | None, Actor]:
+    """The package (and file) to delete, found as the API's DELETE finds them, and who asks
+    (for the protection rules and the audit event)."""
     who = session.writer(request)
     access = await pages.packages_access(request, destroy=True, who=who)
+    actor = Actor.of(who, access)
     db = request.config_dict[keys.db]
     package_id = pages.path_id(request, "package_id")
     if "file_id" in request.match_info:
         pkg, file = await listing.package_file(db, access.project_id, package_id,
                                                pages.path_id(request, "file_id"))
-        return access.project_id, pkg, file
-    return access.project_id, await listing.displayable_package(db, access.project_id,
-                                                                package_id), None
+        return access.project_id, pkg, file, actor
+    pkg = await listing.displayable_package(db, access.project_id, package_id)
+    return access.project_id, pkg, None, actor
 
 
 async def _confirm(request: web.Request) -> web.Response:
     if not session.view(request).signed_in:
         raise web.HTTPSeeOther(session.SIGN_IN + "?" + urlencode({"next": request.path}))
-    project_id, pkg, file = await _deletable(request)
+    project_id, pkg, file, _ = await _deletable(request)
     return render.page(request, "confirm.html", package=pkg, file=file,
                        cancel=_package_path(project_id, pkg.id))
 
@@ -122,19 +127,18 @@ confirm_file_delete = _confirm
 
 async def delete_package(request: web.Request) -> web.Response:
     session.check_csrf(request, await _form(request))
-    project_id, pkg, _ = await _deletable(request)
-    await deletion.delete_package(request.config_dict[keys.db], project_id,
-                                  pkg.id)
+    project_id, pkg, _, actor = await _deletable(request)
+    await deletion.delete_package(request.config_dict[keys.db], actor, project_id, pkg.id)
     request.config_dict[keys.deletions].wake()
     raise web.HTTPSeeOther(f"/-/ui/projects/{project_id}/packages?deleted=1")
 
 
 async def delete_file(request: web.Request) -> web.Response:
     session.check_csrf(request, await _form(request))
-    project_id, pkg, file = await _deletable(request)
+    project_id, pkg, file, actor = await _deletable(request)
     if file is None:
         raise Forbidden()
-    await deletion.delete_package_file(request.config_dict[keys.db], project_id,
+    await deletion.delete_package_file(request.config_dict[keys.db], actor, project_id,
                                        pkg.id, file.id)
     request.config_dict[keys.deletions].wake()
     raise web.HTTPSeeOther(_package_path(project_id, pkg.id) + "?deleted=1")

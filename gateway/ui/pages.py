@@ -137,13 +137,18 @@ def _package_query(request: web.Request) -> tuple[listing.PackageQuery, dict[str
     return query, chosen
 
 
+# As the API: a project of millions of packages is counted up to here, not to its end (the
+# pager then offers the pages counted).
+_COUNT_LIMIT = 10_001
+
+
 async def packages(request: web.Request) -> web.Response:
     access = await packages_access(request)
     query, chosen = _package_query(request)
     page, per_page = _page_numbers(request)
     total, rows = await listing.list_packages(
         request.config_dict[keys.db], [access.project_id], query, limit=per_page,
-        offset=(page - 1) * per_page,
+        offset=(page - 1) * per_page, count_limit=_COUNT_LIMIT,
     )
     return render.page(
         request, "packages.html", project=access.project, packages=rows, filters=chosen,
@@ -167,7 +172,7 @@ async def package(request: web.Request) -> web.Response:
     page, per_page = _page_numbers(request)
     total, files = await listing.list_package_files(
         db, access.project_id, pkg.id, order_by="id", sort="asc", limit=per_page,
-        offset=(page - 1) * per_page,
+        offset=(page - 1) * per_page, count_limit=_COUNT_LIMIT,
     )
     return render.page(
         request, "package.html", project=access.project, package=pkg, versions=versions,

@@ -152,7 +152,9 @@ async def list_projects(
     conn: Conn, user_id: int | None, *, admin: bool, signed_in: bool, search: str | None = None,
     owned: bool = False, membership: bool = False, visibility: str | None = None,
     min_access_level: int | None = None, namespace_ids: list[int] | None = None,
+    id_after: int | None = None, id_before: int | None = None,
     order_by: str = "created_at", sort: str = "desc", limit: int, offset: int,
+    count: bool = True,
 ) -> tuple[list[Project], int]:
     """Projects the caller can see ($1 user, $2 admin, $3 signed-in and not external), each with
     the caller's effective access level."""
@@ -172,6 +174,10 @@ async def list_projects(
         where.add(f"{level} >= {where.arg(min_access_level)}")
     if namespace_ids is not None:
         where.add(f"pr.namespace_id = ANY({where.arg(namespace_ids)}::bigint[])")
+    if id_after is not None:
+        where.add(f"pr.id > {where.arg(id_after)}")
+    if id_before is not None:
+        where.add(f"pr.id < {where.arg(id_before)}")
     base = f"""
         WITH RECURSIVE {INHERITED_LEVELS}
         SELECT {PROJECT_COLUMNS}, {level} AS access_level
@@ -181,5 +187,6 @@ async def list_projects(
         LEFT JOIN levels l ON l.id = pr.namespace_id
         WHERE {where.sql}"""
     order = f"{_ORDER.get(order_by, 'created_at')} {'ASC' if sort == 'asc' else 'DESC'}"
-    rows, total = await page(conn, base, where.args, f"{order}, id", limit, offset)
+    rows, total = await page(conn, base, where.args, f"{order}, id", limit, offset,
+                             count=count)
     return [Project.from_row(r) for r in rows], total

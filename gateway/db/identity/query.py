@@ -41,10 +41,12 @@ class Where:
 
 
 async def page(
-    conn: asyncpg.Connection, base: str, args: list[object], order: str, limit: int, offset: int
+    conn: asyncpg.Connection, base: str, args: list[object], order: str, limit: int, offset: int,
+    *, count: bool = True,
 ) -> tuple[list[asyncpg.Record], int]:
-    """One page of ``base`` (a SELECT) and the number of rows it has in all."""
-    total = await conn.fetchval(f"SELECT count(*) FROM ({base}) b", *args)
+    """One page of ``base`` (a SELECT) and the number of rows it has in all (-1 when not
+    ``count``: keyset pages show no total)."""
+    total = await conn.fetchval(f"SELECT count(*) FROM ({base}) b", *args) if count else -1
     n = len(args)
     rows = await conn.fetch(
         f"{base} ORDER BY {order} LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset
