@@ -71,7 +71,10 @@ def shown_path(path: Path) -> Path:
     return path.relative_to(cwd) if path.is_relative_to(cwd) else path
 
 
-def _banner(base: str, seeded: Seeded, sample: Path, token_file: Path) -> str:
+def _banner(base: str, seeded: Seeded, sample: Path, token_file: Path, *, ui: bool = True
+            ) -> str:
+    browse = (f"Browse the packages in a web browser (sign in with the token above):\n"
+              f"  {base}/-/ui/\n\n") if ui else ""
     url = f"{base}/api/v4/projects/{seeded.project_id}/packages/generic/demo/1.0.0/{sample.name}"
     kept = "new, saved" if seeded.token_is_new else "saved"
     return f"""
@@ -86,7 +89,7 @@ Upload a file:
 Download it (the gateway redirects to the local S3 server):
   curl --fail-with-body --location --header "PRIVATE-TOKEN: {seeded.token}" --output {sample.name}.downloaded "{url}"
 
-Press Ctrl-C to stop the gateway, the S3 server and PostgreSQL.
+{browse}Press Ctrl-C to stop the gateway, the S3 server and PostgreSQL.
 """  # noqa: E501
 
 
@@ -130,8 +133,8 @@ def _run(settings: Settings, data_dir: DataDir) -> None:
                 s3_secret_access_key=secret,
             )
             base = f"http://{settings.host}:{settings.port}"
-            print(_banner(base, seeded, shown_path(sample), shown_path(data_dir.token_path)),
-                  flush=True)
+            print(_banner(base, seeded, shown_path(sample), shown_path(data_dir.token_path),
+                          ui=settings.ui), flush=True)
             try:
                 serve(settings)
             except OSError as exc:  # the port was taken between the check and the bind

@@ -5,10 +5,12 @@ Every POST checks its CSRF token first, then who is asking, then what the API wo
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from aiohttp import web
 
 from gateway import auth, keys
-from gateway.errors import Forbidden, GatewayError, InsufficientScope
+from gateway.errors import Forbidden, GatewayError, InsufficientScope, PayloadTooLarge
 from gateway.governance.protection import Actor
 from gateway.identity import sessions
 from gateway.models import Package, PackageFile
@@ -28,8 +30,9 @@ def _next_page(value: str | None) -> str:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > _MAX_FORM:
-        raise session.CsrfRefused()
+    # A form here is a few hundred bytes: a large body is refused before it is read.
+    if request.content_length is None or request.content_length > _MAX_FORM:
+        raise PayloadTooLarge()
     data = await request.post()
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
@@ -101,10 +104,10 @@ async def _deletable(
     access = await pages.packages_access(request, destroy=True, who=who)
     actor = Actor.of(who, access)
     db = request.config_dict[keys.db]
-    package_id = pages._id(request, "package_id")
+    package_id = pages.path_id(request, "package_id")
     if "file_id" in request.match_info:
         pkg, file = await listing.package_file(db, access.project_id, package_id,
-                                               pages._id(request, "file_id"))
+                                               pages.path_id(request, "file_id"))
         return access.project_id, pkg, file, actor
     pkg = await listing.displayable_package(db, access.project_id, package_id)
     return access.project_id, pkg, None, actor
@@ -112,7 +115,7 @@ async def _deletable(
 
 async def _confirm(request: web.Request) -> web.Response:
     if not session.view(request).signed_in:
-        raise web.HTTPSeeOther(session.SIGN_IN + "?next=" + request.path)
+        raise web.HTTPSeeOther(session.SIGN_IN + "?" + urlencode({"next": request.path}))
     project_id, pkg, file, _ = await _deletable(request)
     return render.page(request, "confirm.html", package=pkg, file=file,
                        cancel=_package_path(project_id, pkg.id))

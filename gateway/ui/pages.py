@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from gateway import keys
+from gateway import auth, keys
 from gateway.api.pagination import external_base
 from gateway.enums import PACKAGE_STATUS, PACKAGE_STATUS_NAME, PACKAGE_TYPE_NAME, PACKAGE_TYPES
 from gateway.errors import InvalidParameters, NotFound, RecordNotFound
@@ -71,13 +70,13 @@ def _pager(request: web.Request, total: int, page: int, per_page: int) -> Pager:
     return Pager(request.path, dict(request.query), page, per_page, total)
 
 
-def _id(request: web.Request, name: str) -> int:
+def path_id(request: web.Request, name: str) -> int:
     # An id past int64 names nothing: the API's 404.
     return parse_int(request.match_info[name], name, out_of_range=RecordNotFound())
 
 
 async def packages_access(request: web.Request, *, destroy: bool = False,
-                          who: Any = None) -> policy.ProjectAccess:
+                          who: auth.Principal | None = None) -> policy.ProjectAccess:
     """The project as the Packages API finds it for this visitor (404 for missing and
     invisible alike, 403 without the ability)."""
     settings = request.config_dict[keys.settings]
@@ -167,8 +166,8 @@ def _can_delete(request: web.Request, access: policy.ProjectAccess) -> bool:
 async def package(request: web.Request) -> web.Response:
     access = await packages_access(request)
     db = request.config_dict[keys.db]
-    pkg, versions = await listing.package_details(db, access.project_id, _id(request,
-                                                                              "package_id"))
+    pkg, versions = await listing.package_details(db, access.project_id,
+                                                  path_id(request, "package_id"))
     page, per_page = _page_numbers(request)
     total, files = await listing.list_package_files(
         db, access.project_id, pkg.id, order_by="id", sort="asc", limit=per_page,
@@ -185,21 +184,16 @@ async def package(request: web.Request) -> web.Response:
 async def package_file(request: web.Request) -> web.Response:
     access = await packages_access(request)
     pkg, file = await listing.package_file(
-        request.config_dict[keys.db], access.project_id, _id(request, "package_id"),
-        _id(request, "file_id"),
+        request.config_dict[keys.db], access.project_id, path_id(request, "package_id"),
+        path_id(request, "file_id"),
     )
-    lines = commands.for_file(_base(request), access.project_id, pkg.name, pkg.version,
+    lines = commands.for_file(external_base(request), access.project_id, pkg.name, pkg.version,
                               file.file_name)
     return render.page(
         request, "file.html", project=access.project, package=pkg, file=file,
         commands=lines, placeholder=commands.TOKEN_PLACEHOLDER,
         can_delete=_can_delete(request, access),
     )
-
-
-def _base(request: web.Request) -> str:
-    settings = request.config_dict[keys.settings]
-    return settings.external_url or external_base(request)
 
 
 async def download(request: web.Request) -> web.StreamResponse:
@@ -209,7 +203,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     access = await packages_access(request)
     db = request.config_dict[keys.db]
     pkg, file = await listing.package_file(
-        db, access.project_id, _id(request, "package_id"), _id(request, "file_id")
+        db, access.project_id, path_id(request, "package_id"), path_id(request, "file_id")
     )
     # Every UI download (a person's click) notes itself: the file's own mark, which retention
     # reads, is written at most once a day by the query itself.

@@ -75,7 +75,7 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
 
 
 _TITLES = {400: "Bad request", 401: "Sign-in needed", 403: "Not allowed", 404: "Not found",
-           409: "Conflict", 503: "Unavailable"}
+           409: "Conflict", 413: "Too large", 503: "Unavailable"}
 
 
 def error_page(request: web.Request, status: int, detail: str) -> web.Response:

@@ -113,6 +113,21 @@ def test_printed_curl_lines_upload_and_download_the_sample(dev: Dev) -> None:
     assert (dev.data.parent / "hello.txt.downloaded").read_text() == "Hello from packgate!\n"
 
 
+def test_printed_ui_address_opens_the_package_browser_and_takes_the_token(dev: Dev) -> None:
+    (address,) = re.findall(r"^  (http://\S+/-/ui/)$", dev.text, re.MULTILINE)
+    page = curl("--fail-with-body", address)
+    assert page.returncode == 0 and "<title>Projects · packgate</title>" in page.stdout
+    form = curl("--fail-with-body", "--cookie-jar", "-", address + "sign_in")
+    assert form.returncode == 0, form.stderr
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.stdout)[1]
+    signin = re.search(r"__Host-packgate-signin\t(\S+)", form.stdout)[1]
+    signed = curl("--include", "--cookie", f"__Host-packgate-signin={signin}",
+                  "--data-urlencode", f"csrf_token={csrf}", "--data-urlencode",
+                  f"token={dev.token}", address + "sign_in")
+    assert " 303 " in signed.stdout.splitlines()[0]
+    assert "__Host-packgate-session=" in signed.stdout
+
+
 def _readme_block(after: str) -> str:
     """The first ```sh block of the README after the line starting with ``after``."""
     text = (ROOT / "README.md").read_text()

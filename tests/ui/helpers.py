@@ -7,6 +7,9 @@ import re
 from http.cookies import SimpleCookie
 from typing import Any
 
+from aiohttp import DummyCookieJar
+
+from gateway.app import create_app
 from tests.package_helpers import generic_url, hdr
 
 UI = "/-/ui"
@@ -84,3 +87,23 @@ async def file_id(conn: Any, pkg_id: int, name: str) -> int:
     return await conn.fetchval(
         "SELECT max(id) FROM package_files WHERE package_id = $1 AND file_name = $2",
         pkg_id, name)
+
+
+def package_page(world: Any, pkg: int) -> str:
+    return f"{UI}/projects/{world.project_id}/packages/{pkg}"
+
+
+async def ui_http_client(aiohttp_client: Any, settings: Any) -> Any:
+    """The gateway in this process; cookies are the UiClient's business."""
+    return await aiohttp_client(create_app(settings), cookie_jar=DummyCookieJar())
+
+
+async def stock(http: Any, world: Any) -> Any:
+    """acme/tools (private) with demo 1.0.0 (two files), demo 2.0.0 and a hidden package."""
+    token = world.tokens["maintainer"]
+    await upload(http, token, world.project_id, "demo", "1.0.0", "hello.txt", b"hello\n")
+    await upload(http, token, world.project_id, "demo", "1.0.0", "other.bin", b"\x00" * 10)
+    await upload(http, token, world.project_id, "demo", "2.0.0", "hello.txt", b"hello 2\n")
+    await upload(http, token, world.project_id, "secret-tool", "0.1", "x.txt", b"x",
+                 status="hidden")
+    return world
