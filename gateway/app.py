@@ -30,7 +30,6 @@ from gateway.readiness import Readiness
 from gateway.storage import ObjectStore
 from gateway.storage.s3 import S3Store
 from gateway.sweeper import run_sweeper
-from gateway.ui import setup as setup_ui
 from gateway.uploads import UploadContext, UploadLimits
 
 # Request headers beyond this are refused by aiohttp with 400 (tokens and paths fit easily).
@@ -72,6 +71,9 @@ def create_app(settings: Settings, *, store: ObjectStore | None = None) -> web.A
     app.cleanup_ctx.append(_sweeper)  # stopped first
     setup_routes(app)
     if settings.ui:
+        # Imported only when on: Jinja2 and the templates cost a process about 9 MiB.
+        from gateway.ui import setup as setup_ui
+
         setup_ui(app)  # /-/ui/, and / for browsers
     return app
 
