@@ -37,12 +37,6 @@ VALUES ($1, $2, $3, $4, $5)
 RETURNING *
 """
 
-SET_PACKAGE_STATUS = "UPDATE packages SET status = $2, updated_at = now() WHERE id = $1"
-TOUCH_PACKAGE = "UPDATE packages SET updated_at = now() WHERE id = $1"
-
-LIVE_FILE_EXISTS = """
-SELECT EXISTS (SELECT 1 FROM package_files WHERE package_id = $1 AND file_name = $2 AND status <> 1)
-"""
 
 # The digest of the file a download of that name would serve (conditional uploads).
 NEWEST_FILE_SHA256 = """
@@ -55,13 +49,6 @@ INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, fi
                            file_sha256, object_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING *
-"""
-
-# The settings of the project's immediate namespace decide on duplicates, as on GitLab.
-DUPLICATE_POLICY = """
-SELECT n.generic_duplicates_allowed, n.generic_duplicate_exception_regex
-FROM projects p JOIN namespaces n ON n.id = p.namespace_id
-WHERE p.id = $1
 """
 
 
@@ -169,18 +156,6 @@ async def insert_package(
         await conn.fetchrow(INSERT_PACKAGE, project_id, name, version, status, creator_id))
 
 
-async def set_package_status(conn: Conn, package_id: int, status: int) -> None:
-    await conn.execute(SET_PACKAGE_STATUS, package_id, status)
-
-
-async def touch_package(conn: Conn, package_id: int) -> None:
-    await conn.execute(TOUCH_PACKAGE, package_id)
-
-
-async def live_file_exists(conn: Conn, package_id: int, file_name: str) -> bool:
-    return await conn.fetchval(LIVE_FILE_EXISTS, package_id, file_name)
-
-
 async def newest_file_sha256(conn: Conn, package_id: int, file_name: str) -> str | None:
     return await conn.fetchval(NEWEST_FILE_SHA256, package_id, file_name)
 
@@ -192,12 +167,6 @@ async def insert_package_file(
     return PackageFile.from_row(await conn.fetchrow(
         INSERT_PACKAGE_FILE, package_id, project_id, file_name, size, md5, sha1, sha256, object_key
     ))
-
-
-async def duplicate_policy(conn: Conn, project_id: int) -> tuple[bool, str]:
-    """(generic_duplicates_allowed, generic_duplicate_exception_regex) of the namespace."""
-    row = await conn.fetchrow(DUPLICATE_POLICY, project_id)
-    return row["generic_duplicates_allowed"], row["generic_duplicate_exception_regex"]
 
 
 # --- download -----------------------------------------------------------------------------
