@@ -31,6 +31,9 @@ from gateway.devtools.s3servers import MotoServer
 from gateway.identity import seed, tokens
 from gateway.models import User
 
+# The web UI's shared fixtures (its HTTP and security test modules both use them).
+pytest_plugins = ["tests.ui.helpers"]
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # botocore's credential chain reads these; moto accepts anything.

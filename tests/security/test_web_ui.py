@@ -13,19 +13,7 @@ from tests.ui.helpers import (
     file_id,
     package_id,
     package_page,
-    stock,
-    ui_http_client,
-)
-
-
-@pytest.fixture
-async def http(aiohttp_client, settings, db):
-    return await ui_http_client(aiohttp_client, settings)
-
-
-@pytest.fixture
-async def stocked(http, world):
-    return await stock(http, world)
+    )
 
 SESSION = "__Host-packgate-session"
 

@@ -7,6 +7,7 @@ import re
 from http.cookies import SimpleCookie
 from typing import Any
 
+import pytest
 from aiohttp import DummyCookieJar
 
 from gateway.app import create_app
@@ -107,3 +108,14 @@ async def stock(http: Any, world: Any) -> Any:
     await upload(http, token, world.project_id, "secret-tool", "0.1", "x.txt", b"x",
                  status="hidden")
     return world
+
+
+# The fixtures of both UI test modules (plain HTTP and the security cases), imported by them.
+@pytest.fixture
+async def http(aiohttp_client, settings, db):
+    return await ui_http_client(aiohttp_client, settings)
+
+
+@pytest.fixture
+async def stocked(http, world):
+    return await stock(http, world)

@@ -21,16 +21,6 @@ from tests.ui.helpers import (
 )
 
 
-@pytest.fixture
-async def http(aiohttp_client, settings, db):
-    return await ui_http_client(aiohttp_client, settings)
-
-
-@pytest.fixture
-async def stocked(http, world):
-    return await stock(http, world)
-
-
 async def test_filters_are_gitlabs(http, stocked) -> None:
     browser = UiClient(http)
     await browser.sign_in(stocked.tokens["reporter"])
