@@ -23,6 +23,21 @@ from tests.cluster.conftest import (
 from tests.faults.checks import assert_consistent
 
 
+async def wait_for_gateway_lines(cluster: Cluster, name: str, count: int,
+                                 timeout: float = 30) -> Counter:
+    """How many 201 PUT lines naming `name` each gateway logged, once `count` are there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        logged = Counter({
+            f"127.0.0.1:{instance.port}": sum(
+                1 for line in instance.log_path.read_text().splitlines()
+                if name in line and '"method":"PUT"' in line and '"status":201' in line)
+            for instance in cluster.instances})
+        if sum(logged.values()) >= count or asyncio.get_running_loop().time() > deadline:
+            return logged
+        await asyncio.sleep(0.1)
+
+
 async def test_uploads_from_many_clients_land_on_all_three_gateways(
     cluster: Cluster, api: Api, db: asyncpg.Connection, s3
 ) -> None:
@@ -48,11 +63,10 @@ async def test_uploads_from_many_clients_land_on_all_three_gateways(
     lines = [ln for ln in await wait_for_nginx_lines(cluster, since, 30) if name in ln.request]
     answered = Counter(ln.answered_by for ln in lines)
     assert set(answered) == {f"127.0.0.1:{i.port}" for i in cluster.instances}
-    # ... and each gateway's own log agrees.
-    for instance in cluster.instances:
-        logged = [line for line in instance.log_path.read_text().splitlines()
-                  if name in line and '"method":"PUT"' in line and '"status":201' in line]
-        assert len(logged) == answered[f"127.0.0.1:{instance.port}"]
+    # ... and each gateway's own log agrees, once each has written its access lines (a
+    # gateway logs a request after its answer has gone out, so a client may be ahead of it).
+    logged = await wait_for_gateway_lines(cluster, name, 30)
+    assert logged == answered
     await assert_consistent(db, s3, BUCKET, [*before, *map(sha256, bodies.values())])
 
 
