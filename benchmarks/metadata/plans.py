@@ -55,6 +55,7 @@ async def hot_queries(conn: asyncpg.Connection, f: Filled) -> list[Query]:
     big = [f.big_project_id]
     count = q.COUNT_PACKAGES
     first = q.package_page_query("created_at", "asc")
+    one = q.package_page_query("created_at", "asc", one=True)  # a project's own list
     keyset = q.package_page_query("id", "asc", keyset=True)
     deep_keyset = await conn.fetchval(
         "SELECT id FROM packages WHERE project_id = $1 ORDER BY id DESC OFFSET 25 LIMIT 1",
@@ -64,8 +65,8 @@ async def hot_queries(conn: asyncpg.Connection, f: Filled) -> list[Query]:
               (sample["project_id"], f.user_id, sample["name"], sample["version"],
                list(q.INSTALLABLE_STATUSES), sample["file_name"])),
         Query("project list: count", count, (*_list_args(big), 10_001)),
-        Query("project list: first page", first, (*_list_args(big), 20, 20, 0)),
-        Query("project list: deep offset page", first,
+        Query("project list: first page", one, (*_list_args(big), 20, 20, 0)),
+        Query("project list: deep offset page", one,
               (*_list_args(big), 50_000, 20, 49_980)),
         Query("project list: keyset first page", keyset,
               (*_list_args(big), 21, 21, 0, 0)),
@@ -82,6 +83,8 @@ async def hot_queries(conn: asyncpg.Connection, f: Filled) -> list[Query]:
         Query("package files: count", q.COUNT_PACKAGE_FILES, (f.big_package_id, 10_001)),
         Query("package files: first page", q.package_files_page_query("id", "asc"),
               (f.big_package_id, 20, 0)),
+        Query("package files: deep offset page", q.package_files_page_query("id", "asc"),
+              (f.big_package_id, 20, 19_980)),
         Query("package files: keyset page", q.PACKAGE_FILES_AFTER,
               (f.big_package_id, 21, 0)),
         Query("duplicate check: the upload's target", q.UPLOAD_TARGET,

@@ -389,6 +389,29 @@ ORDER BY page.k {direction}, page.id {direction}
 # Past this many rows read (projects x (offset + limit)) the flat form is used.
 _LATERAL_ROWS_MAX = 200_000
 
+# A project's own list (one project): its index range read in order, so an offset page skips
+# offset entries of the index alone, where the lateral form sorts offset + limit rows again
+# (a page at GitLab's offset limit: 50,000). The project is ``($1)[1]``, an expression the
+# index condition takes, so all three forms take the same arguments; its path is the same on
+# every row, so that order is by id.
+_PAGE_ONE = """
+WITH page AS (
+    SELECT p.id, {key} AS k
+    FROM packages p
+    WHERE p.project_id = ($1::bigint[])[1] {after}
+""" + _LIST_FILTERS + """
+      AND $6::bigint IS NOT NULL  -- the lateral's bound, unused
+    ORDER BY {inner_order}
+    LIMIT $7 OFFSET $8
+)
+SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
+FROM page
+JOIN packages p ON p.id = page.id
+JOIN projects pr ON pr.id = p.project_id
+JOIN namespaces n ON n.id = pr.namespace_id
+ORDER BY page.k {direction}, page.id {direction}
+"""
+
 
 def _like_pattern(term: str) -> str:
     """``%term%`` with LIKE's wildcards in the term taken literally (GitLab's fuzzy search)."""
@@ -397,9 +420,10 @@ def _like_pattern(term: str) -> str:
 
 
 def package_page_query(order_by: str, sort: str, *, keyset: bool = False,
-                       flat: bool = False) -> str:
+                       flat: bool = False, one: bool = False) -> str:
     """The named query of one list page: ``order_by`` one of GitLab's columns (or ``id`` for
-    keyset pages, which add ``p.id > $9``, ``<`` when descending)."""
+    keyset pages, which add ``p.id > $9``, ``<`` when descending); ``one`` for the list of a
+    single project, ``flat`` for deep pages of many."""
     if sort not in ("asc", "desc"):
         raise ValueError(f"unknown sort {sort}")
     direction = sort.upper()
@@ -414,6 +438,10 @@ def package_page_query(order_by: str, sort: str, *, keyset: bool = False,
         after = ""
     else:
         raise ValueError(f"unknown order {order_by}")
+    if one:
+        if order_by == "project_path":
+            key = "p.id"
+        return _PAGE_ONE.format(key=key, inner_order=inner, direction=direction, after=after)
     template = _PAGE_FLAT if flat else _PAGE
     return template.format(key=key, inner_order=inner, direction=direction, after=after)
 
@@ -429,7 +457,7 @@ async def list_packages(
     args = (project_ids, package_type, pattern, list(statuses), version)
     total = await conn.fetchval(COUNT_PACKAGES, *args, count_limit)
     flat = len(project_ids) * (offset + limit) > _LATERAL_ROWS_MAX
-    query = package_page_query(order_by, sort, flat=flat)
+    query = package_page_query(order_by, sort, flat=flat, one=len(project_ids) == 1)
     rows = await conn.fetch(query, *args, offset + limit, limit, offset)
     return total, [Package.from_row(r) for r in rows]
 
@@ -506,10 +534,16 @@ SELECT count(*) FROM (
     SELECT 1 FROM package_files WHERE package_id = $1 AND status = 0 LIMIT $2
 ) counted
 """
+# The page's ids first, then its rows: skipping offset entries reads the index alone
+# (package_files_package_id_idx covers id order), not offset rows of the table.
 _LIST_PACKAGE_FILES = """
-SELECT * FROM package_files WHERE package_id = $1 AND status = 0
-ORDER BY {column} {direction}, id {direction}
-LIMIT $2 OFFSET $3
+WITH page AS (
+    SELECT id, {column} AS k FROM package_files WHERE package_id = $1 AND status = 0
+    ORDER BY {column} {direction}, id {direction}
+    LIMIT $2 OFFSET $3
+)
+SELECT f.* FROM page JOIN package_files f ON f.id = page.id
+ORDER BY page.k {direction}, page.id {direction}
 """
 _PACKAGE_FILES_AFTER = """
 SELECT * FROM package_files WHERE package_id = $1 AND status = 0 AND id {op} $3
