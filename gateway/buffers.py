@@ -12,12 +12,22 @@ its bytes as they come and takes a buffer only for a whole part; slow uploads ar
 when no other upload waits, and when another upload needs the room their bytes take, they are
 turned away (503, ``Retry-After``), oldest first, whether they wait for room or for their
 client.
+
+A buffer is an anonymous memory map of its own, not a bytearray: the budget counts what is
+resident only if a buffer the pool lets go gives its memory back at once, and a bytearray does
+not. Once glibc has freed one large block it raises its mmap threshold (up to 32 MiB), so later
+part buffers come from the heap, whose freed middle is never returned; and whatever still refers
+to a dropped buffer (a coroutine's local while it waits for its client, a failed upload's
+traceback until the garbage collector runs, a hashing thread finishing a cancelled part) keeps
+all of it resident beside the buffers the budget counts. A dropped map's pages are handed back
+to the kernel (``MADV_DONTNEED``) whoever still refers to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import mmap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +38,24 @@ from gateway.errors import ServiceUnavailable
 _MIN_REUSE = 2**20
 # What a client refused for want of room is told to wait before retrying, seconds.
 RETRY_AFTER = 5
+
+
+# A dropped buffer's pages go back to the kernel at once; a late reader sees zeros.
+_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+
+Buffer = mmap.mmap | bytearray  # bytearray: only the empty buffer (a map has a length)
+
+
+def allocate(size: int) -> Buffer:
+    """Zeroed memory of ``size`` bytes, in a map of its own (pages are resident once written)."""
+    return mmap.mmap(-1, size) if size else bytearray()
+
+
+def discard(buf: Buffer) -> None:
+    """Return the pages of a buffer no longer held, even while something still refers to it
+    (it only reads zeros then: no buffer is dropped while its bytes are still to be used)."""
+    if isinstance(buf, mmap.mmap) and _DONTNEED is not None and not buf.closed:
+        buf.madvise(_DONTNEED)
 
 
 class BufferBusy(ServiceUnavailable):
@@ -61,7 +89,7 @@ class BufferPool:
         # Requests that had to wait for room, and the seconds spent waiting (metrics).
         self.waits = 0
         self.wait_seconds = 0.0
-        self._free: dict[int, list[bytearray]] = {}
+        self._free: dict[int, list[Buffer]] = {}
         self._free_bytes = 0
         self._waiters: collections.deque[_Waiter] = collections.deque()
         # Slow uploads holding bytes while they wait for more from their client: the bytes
@@ -176,10 +204,11 @@ class BufferPool:
 
     # --- the interface ---------------------------------------------------------------------
 
-    async def acquire(self, size: int, *, credit: int = 0, slow: bool = False) -> bytearray:
+    async def acquire(self, size: int, *, credit: int = 0, slow: bool = False) -> Buffer:
         """A buffer of ``size`` bytes. ``credit``: bytes the caller holds (charged) and gives
         up for it (they are copied in), so only ``size - credit`` more is charged."""
-        await self._room(max(0, size - credit), credit, slow)
+        need = max(0, size - credit)
+        await self._room(need, credit, slow)
         if credit > size:
             self._give_back(credit - size)
         free = self._free.get(size)
@@ -189,18 +218,25 @@ class BufferPool:
         # Make room: drop idle buffers of other sizes before allocating.
         for other in list(self._free):
             while self._free[other] and self.used + self._free_bytes > self.budget:
-                self._free[other].pop()
+                discard(self._free[other].pop())
                 self._free_bytes -= other
-        return bytearray(size)
+        try:
+            return allocate(size)
+        except BaseException:
+            self._give_back(need)  # out of memory (OSError): the room is not kept
+            raise
 
-    def release(self, buf: bytearray, *, reuse: bool = True, keep: int = 0) -> None:
-        """Return a buffer. ``reuse=False`` when a worker thread may still read it; ``keep``
-        bytes stay charged to the caller (what it copied out to hold)."""
+    def release(self, buf: Buffer, *, reuse: bool = True, keep: int = 0) -> None:
+        """Return a buffer. ``reuse=False`` when a worker thread may still read it (it then
+        reads zeros: its upload has failed); ``keep`` bytes stay charged to the caller (what
+        it copied out to hold)."""
         size = len(buf)
         # Idle buffers kept for reuse and bytes held stay within the budget together.
         if reuse and size >= _MIN_REUSE and self.used + keep + self._free_bytes <= self.budget:
             self._free.setdefault(size, []).append(buf)
             self._free_bytes += size
+        else:
+            discard(buf)
         self._give_back(size - keep)
 
     async def reserve(self, nbytes: int, *, credit: int = 0, slow: bool = False) -> None:
@@ -217,5 +253,8 @@ class BufferPool:
 
     def drop_idle(self) -> None:
         """Forget the idle buffers kept for reuse (the app is shutting down)."""
+        for idle in self._free.values():
+            for buf in idle:
+                discard(buf)
         self._free.clear()
         self._free_bytes = 0

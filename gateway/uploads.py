@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.buffers import BufferBusy, BufferPool
+from gateway.buffers import Buffer, BufferBusy, BufferPool, allocate
 from gateway.config import GiB, MiB, Settings, TiB
 from gateway.db import packages as q
 from gateway.db.pool import Database
@@ -135,7 +135,7 @@ class Part:
     """Bytes of the body on their way to the store, and what holds them in memory."""
 
     view: memoryview
-    buf: bytearray | None  # None: the view is one received piece, charged as staged bytes
+    buf: Buffer | None  # None: the view is one received piece, charged as staged bytes
 
     def give_back(self, buffers: BufferPool, *, reuse: bool = True) -> None:
         if self.buf is not None:
@@ -233,7 +233,7 @@ class PartReader:
         if self._waiting is not None:
             self._waiting.reschedule(asyncio.get_running_loop().time())
 
-    def _unstage_into(self, buf: bytearray, size: int, credit: int) -> int:
+    def _unstage_into(self, buf: Buffer, size: int, credit: int) -> int:
         view = memoryview(buf)
         n = 0
         while self._staged and n < size:
@@ -248,7 +248,7 @@ class PartReader:
         self._charged -= credit  # those bytes are the buffer's now
         return n
 
-    async def _fill(self, buf: bytearray, n: int, size: int) -> int | None:
+    async def _fill(self, buf: Buffer, n: int, size: int) -> int | None:
         """Fill ``buf`` from ``n`` up to ``size``; None if it gave the buffer back."""
         view = memoryview(buf)
         since = time.monotonic()
@@ -266,8 +266,12 @@ class PartReader:
                     self._staged_bytes += len(piece) - take
             if (n < size and not self.eof and may_yield and self._buffers.contended
                     and time.monotonic() - since >= SLOW_FILL_SECONDS):
-                # Too slow while others wait: keep the bytes, give the buffer back.
-                self._staged.appendleft(memoryview(bytes(view[:n])))
+                # Too slow while others wait: keep the bytes, give the buffer back. The copy
+                # is a map of its own too (buffers.py): a part-sized bytes would come from
+                # the heap once glibc's mmap threshold has risen, and not go back when freed.
+                held = memoryview(allocate(n))
+                held[:] = view[:n]
+                self._staged.appendleft(held)
                 self._staged_bytes += n
                 self._charged += n
                 self.slow = True

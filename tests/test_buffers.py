@@ -8,6 +8,7 @@ import hashlib
 import os
 from collections.abc import AsyncIterator
 
+import psutil
 import pytest
 
 from gateway import keys
@@ -102,6 +103,20 @@ async def test_released_buffer_is_handed_out_again() -> None:
     buf = await pool.acquire(PART)
     pool.release(buf)
     assert await pool.acquire(PART) is buf
+
+
+async def test_dropped_buffer_leaves_memory_while_something_still_refers_to_it() -> None:
+    """What the budget no longer counts is not resident: a view kept of a dropped buffer (a
+    failed upload's traceback, a hashing thread still reading) holds no memory."""
+    pool = BufferPool(64 * MiB)
+    buf = await pool.acquire(64 * MiB)
+    view = memoryview(buf)
+    view[:] = os.urandom(len(view))
+    proc = psutil.Process()
+    held = proc.memory_info().rss
+    pool.release(buf, reuse=False)
+    assert held - proc.memory_info().rss >= 60 * MiB
+    assert len(view) == 64 * MiB  # still there to read, as zeros
 
 
 async def test_buffer_larger_than_the_budget_is_granted_when_nothing_is_out() -> None:

@@ -29,7 +29,6 @@ _SHOWN = 10  # problems listed per invariant
 class Result:
     name: str
     checked: int = 0
-    key: str = ""  # a short handle for the ones code refers to
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -276,8 +275,7 @@ class Checker:
         return res
 
     def rss_within_bound(self) -> Result:
-        res = Result(f"gateway RSS within the documented bound ({self.rss_bound >> 20} MiB)",
-                     key="rss")
+        res = Result(f"gateway RSS within the documented bound ({self.rss_bound >> 20} MiB)")
         for name, samples in sorted(self.h.rss.items()):
             res.checked += len(samples)
             peak = max((rss for _, rss in samples), default=0)

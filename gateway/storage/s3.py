@@ -36,6 +36,9 @@ _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchUpload"}
 _READ_CHUNK = 1024 * 1024
 # A part body is handed to the connection this much at a time; each piece taken is progress.
 _WRITE_CHUNK = 1024 * 1024
+# ... but the first piece is small: aiohttp sends the headers with it, and before Python 3.12.9
+# joins the two into a new bytes, a copy of that piece outside the buffer budget per part sent.
+_FIRST_WRITE = 64 * 1024
 # CompleteMultipartUpload of many parts may take S3 a while to assemble (AWS keeps the
 # connection alive meanwhile): its deadline grows by this much per part.
 _COMPLETE_SECONDS_PER_PART = 0.01
@@ -122,10 +125,12 @@ class _PartBody(BytesPayload):
 
     async def write_with_length(self, writer: Any, content_length: int | None) -> None:
         view = self._value if content_length is None else self._value[:content_length]
-        for start in range(0, len(view), _WRITE_CHUNK):
-            await writer.write(view[start : start + _WRITE_CHUNK])
+        start, piece = 0, _FIRST_WRITE
+        while start < len(view):
+            await writer.write(view[start : start + piece])
             if self._call is not None:
                 self._call.progress()
+            start, piece = start + piece, _WRITE_CHUNK
 
 
 def _body(data: memoryview) -> _PartBody:
