@@ -83,6 +83,9 @@ class ObjectStore(Protocol):
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload started by another process (the sweeper); missing is fine."""
 
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        """Whether the multipart upload is still open (neither completed nor aborted)."""
+
     def resume_sink(self, key: str, upload_id: str,
                     parts: dict[int, dict[str, str]]) -> PartSink:
         """Continue a multipart upload that may have been started by another process, with the

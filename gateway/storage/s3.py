@@ -337,6 +337,18 @@ class S3Store:
         except ObjectNotFound:
             pass
 
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        # ListParts: S3, rclone and moto all answer NoSuchUpload for an upload that is gone
+        # (moto answers UploadPart and CompleteMultipartUpload with a 500 instead).
+        try:
+            async with self.call("list_parts"):
+                await self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MaxParts=1
+                )
+        except ObjectNotFound:
+            return False
+        return True
+
     async def stat(self, key: str) -> ObjectInfo:
         async with self.call("head_object"):
             resp = await self.client.head_object(Bucket=self.bucket, Key=key)
