@@ -5,7 +5,9 @@ It creates an upload resource at the file's URL (``POST`` with ``Upload-Complete
 length), remembers its URL in a small state file, and appends the file with ``PATCH``. A
 connection that breaks, or a gateway that dies, costs a ``HEAD`` and the bytes not yet
 acknowledged: the client asks for the offset and goes on from there, a few times with a
-growing pause; ``--resume`` continues an upload that an earlier run left unfinished. The
+growing pause; an upload the server has lost (``404``: expired, cancelled, its bytes gone from
+the object store) is started again from the first byte, once; ``--resume`` continues an
+upload that an earlier run left unfinished. The
 token is sent as ``PRIVATE-TOKEN`` and never printed.
 """
 
@@ -128,17 +130,29 @@ class Uploader:
         if location is None:
             location = await self._create()
             offset = 0
-        for attempt in range(self.o.retries + 1):
+        attempt, restarted = 0, False
+        while True:
             try:
                 answer = await self._append_all(location, offset)
-            except (aiohttp.ClientError, TimeoutError, _Retry) as exc:
-                if attempt == self.o.retries:
-                    raise UploadFailed(f"giving up after {attempt + 1} attempts: {exc}") from exc
-                await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
-                found = await self._offset_or_retry(location)
+            except (aiohttp.ClientError, TimeoutError, _Retry, _Gone) as exc:
+                found = None
+                if not isinstance(exc, _Gone):
+                    if attempt == self.o.retries:
+                        raise UploadFailed(f"giving up after {attempt + 1} attempts: {exc}"
+                                           ) from exc
+                    await asyncio.sleep(_BACKOFF[min(attempt, len(_BACKOFF) - 1)])
+                    attempt += 1
+                    found = await self._offset_or_retry(location)
                 if found is None:
-                    raise UploadFailed("the upload is gone from the server (expired or "
-                                       "cancelled); run again without --resume") from exc
+                    # The server lost the upload (expired, cancelled, or its bytes gone from
+                    # the object store): what it had acknowledged is lost too. Once per run.
+                    if restarted:
+                        raise UploadFailed("the upload is gone from the server again") from exc
+                    restarted = True
+                    sys.stderr.write("gateway upload: the server lost the upload; starting "
+                                     "again from the first byte\n")
+                    location, offset = await self._create(), 0
+                    continue
                 if self._complete:  # the last request did finish it; its answer was lost
                     self.state.unlink(missing_ok=True)
                     return {"message": "the upload was already complete"}
@@ -146,7 +160,6 @@ class Uploader:
                 continue
             self.state.unlink(missing_ok=True)
             return answer
-        raise AssertionError("unreachable")
 
     def _saved(self) -> str | None:
         try:
@@ -200,6 +213,8 @@ class Uploader:
             async with self.http.patch(location, data=self._body(offset, end),
                                        headers=headers) as resp:
                 body = await resp.read()
+                if resp.status == 404:
+                    raise _Gone(_refusal(resp.status, body))
                 if resp.status == 409:
                     raise _Retry(_refusal(resp.status, body))
                 if resp.status >= 500:
@@ -234,6 +249,10 @@ class Uploader:
 
 class _Retry(Exception):
     """A conflict (another append still running) or a server error: ask for the offset again."""
+
+
+class _Gone(Exception):
+    """The upload resource is not found (any more): create another."""
 
 
 def _refusal(status: int, body: bytes) -> str:
