@@ -300,8 +300,9 @@ async def _receive(ctx: UploadContext, run: _Append, body: BodyStream,
         sink = run.sink
         if sink is None:
             raise  # no multipart upload: nothing S3 could have lost
-        if not isinstance(exc, ObjectNotFound) and await _upload_alive(ctx, run.key,
-                                                                       sink.upload_id):
+        if isinstance(exc, StorageUnavailable) and (
+                # S3 not answering at all is no sign of a lost upload (and the 503 is due now)
+                not exc.answered or await _upload_alive(ctx, run.key, sink.upload_id)):
             raise
         await _drop(ctx, run.id, run.key, sink.upload_id)
         raise SessionNotFound() from exc

@@ -29,8 +29,11 @@ class ObjectNotFound(Exception):
 class StorageUnavailable(ServiceUnavailable):
     """The object store cannot be reached or keeps failing; a client sees a JSON 503."""
 
-    def __init__(self, detail: str = "object storage is unavailable") -> None:
+    def __init__(self, detail: str = "object storage is unavailable", *,
+                 answered: bool = False) -> None:
         super().__init__(detail)
+        # The store answered, with an error status (it is up), rather than not at all.
+        self.answered = answered
 
 
 @dataclass(frozen=True, slots=True)

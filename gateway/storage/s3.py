@@ -151,7 +151,7 @@ def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterato
         log.warning("s3 %s failed: %s", action, exc)
         if errors is not None:
             errors[action] += 1
-        raise StorageUnavailable() from exc
+        raise StorageUnavailable(answered=True) from exc
     except (TimeoutError, BotoCoreError, OSError, HttpClientError, HttpProcessingError) as exc:
         # The last two: an answer's body cut short (fewer bytes than its Content-Length),
         # e.g. a GetObject whose object is deleted while it streams.
