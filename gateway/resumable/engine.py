@@ -372,6 +372,7 @@ class _Append:
         self.carry = tail  # acknowledged (and hashed) bytes not yet in a part
         self.complete: bool | None = None
         self.record_each = True
+        self.recorded_offset: int | None = None  # what the row says now, once this recorded
         self.hashing: asyncio.Future[bytes] | None = None
         # Bytes this append holds (the tail read back, the body's), charged to the process's
         # buffer budget until their part has landed or the request ends.
@@ -415,9 +416,11 @@ class _Append:
         received = 0
         try:
             while True:
-                want = self._part_size() - len(self.carry)
-                if content_length is not None:
-                    want = min(want, content_length - received)
+                left = None if content_length is None else content_length - received
+                cut = self._cut(left)
+                want = cut - len(self.carry)
+                if left is not None:
+                    want = min(want, left)
                     if want <= 0:
                         break
                 data = await self._take(reader, want)
@@ -430,7 +433,7 @@ class _Append:
                     summer.update(data)
                 self._hash(data)
                 self.carry = self.carry + data if self.carry else data
-                if len(self.carry) >= self._part_size():
+                if len(self.carry) >= cut:
                     await self._start_part(self.carry)
                     self.carry = b""
             if content_length is None or received == content_length:
@@ -524,6 +527,24 @@ class _Append:
     def _part_size(self) -> int:
         return part_size_for(len(self.parts) + 1, self.length, self.ctx.limits.part_size)
 
+    def _cut(self, left: int | None) -> int:
+        """The size at which the part being filled is sent, ``left`` bytes of the body still
+        to come. The answer to a request waits for its last parts to land, so the request's
+        bytes end in a part of S3's minimum size where they can (16 MiB then 11 + 5 MiB,
+        not 16 + 16): the last part is on its way for the shortest time after the last byte.
+        It costs a part per request, so only while the parts left allow it."""
+        size = self._part_size()
+        if left is None or self.length is None:
+            return size
+        rest = len(self.carry) + left
+        if not 2 * MIN_PART <= rest < size + MIN_PART:
+            return size
+        # Each request from here on might take a part more than its bytes need.
+        later = -(-(self.length - self.offset - left) // size)
+        if len(self.parts) + 2 + 2 * later > MAX_PARTS:
+            return size
+        return rest - MIN_PART
+
     def _check_growth(self) -> None:
         """A body of unknown length may not run past the declared length or the limit."""
         if self.length is not None and self.offset > self.length:
@@ -546,7 +567,9 @@ class _Append:
             await self._start_part(self.carry)
             self.carry = b""
             await self._land_all()
-        await self._record(await self._hashed(), self.offset)
+        if self.carry or self.recorded_offset != self.offset:
+            # (a request that ended on a part has recorded everything as that part landed)
+            await self._record(await self._hashed(), self.offset)
         return None
 
     async def _send(self, number: int, data: bytes) -> None:
@@ -571,6 +594,7 @@ class _Append:
         async with self.ctx.db.connection() as conn:
             await q.record_progress(conn, self.id, parts, self.carry if tail is None else tail,
                                     offset, state, self.length, self.lifetime)
+        self.recorded_offset = offset
 
     async def _finish(self) -> StoredObject:
         """The last part, then the whole object; if that fails, the session is over (S3 has
