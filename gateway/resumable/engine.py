@@ -416,11 +416,9 @@ class _Append:
         received = 0
         try:
             while True:
-                left = None if content_length is None else content_length - received
-                cut = self._cut(left)
-                want = cut - len(self.carry)
-                if left is not None:
-                    want = min(want, left)
+                want = self._part_size() - len(self.carry)
+                if content_length is not None:
+                    want = min(want, content_length - received)
                     if want <= 0:
                         break
                 data = await self._take(reader, want)
@@ -433,7 +431,7 @@ class _Append:
                     summer.update(data)
                 self._hash(data)
                 self.carry = self.carry + data if self.carry else data
-                if len(self.carry) >= cut:
+                if len(self.carry) >= self._part_size():
                     await self._start_part(self.carry)
                     self.carry = b""
             if content_length is None or received == content_length:
@@ -526,24 +524,6 @@ class _Append:
 
     def _part_size(self) -> int:
         return part_size_for(len(self.parts) + 1, self.length, self.ctx.limits.part_size)
-
-    def _cut(self, left: int | None) -> int:
-        """The size at which the part being filled is sent, ``left`` bytes of the body still
-        to come. The answer to a request waits for its last parts to land, so the request's
-        bytes end in a part of S3's minimum size where they can (16 MiB then 11 + 5 MiB,
-        not 16 + 16): the last part is on its way for the shortest time after the last byte.
-        It costs a part per request, so only while the parts left allow it."""
-        size = self._part_size()
-        if left is None or self.length is None:
-            return size
-        rest = len(self.carry) + left
-        if not 2 * MIN_PART <= rest < size + MIN_PART:
-            return size
-        # Each request from here on might take a part more than its bytes need.
-        later = -(-(self.length - self.offset - left) // size)
-        if len(self.parts) + 2 + 2 * later > MAX_PARTS:
-            return size
-        return rest - MIN_PART
 
     def _check_growth(self) -> None:
         """A body of unknown length may not run past the declared length or the limit."""

@@ -125,18 +125,3 @@ async def test_appends_give_back_every_byte_of_the_buffer_budget(two, world: Wor
     for client in two:
         assert client.server.app[keys.buffers].used == 0
     assert await _digests_seen(two[0], world) == _expected(data)
-
-
-async def test_a_request_ends_in_a_part_of_s3s_minimum_size(
-        two, world: World, s3, bucket: str) -> None:
-    # 16 MiB parts (the default): 20 MiB are sent as 15 + 5 MiB, not as 16 MiB and a 4 MiB
-    # tail, so that the answer waits only for a small last part.
-    data = os.urandom(40 * MiB)
-    url = await _create(two[0], world, len(data))
-    assert await _patch(two[0], world, url, 0, data[: 20 * MiB]) == 20 * MiB
-    (upload,) = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
-    parts = s3.list_parts(Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
-    assert [p["Size"] for p in parts["Parts"]] == [15 * MiB, 5 * MiB]
-    assert await world.conn.fetchval("SELECT length(tail) FROM upload_sessions") == 0
-    await _patch(two[1], world, url, 20 * MiB, data[20 * MiB:])
-    assert await _digests_seen(two[0], world) == _expected(data)
