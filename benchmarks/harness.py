@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -363,30 +364,38 @@ def curl_upload_cmd(url: str, token: str, path: Path) -> list[str]:
             "-H", f"PRIVATE-TOKEN: {token}", url]
 
 
+def children_cpu() -> float:
+    """CPU time of this process's finished children (the upload clients it ran)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def gateway_upload(gw: GatewayProcess, db: Database, path: Path, name: str) -> Upload:
-    """``curl --upload-file`` through the gateway; CPU is the gateway process's own."""
+    """``curl --upload-file`` through the gateway; CPU is the gateway process's own (curl's in
+    ``extra["client_cpu"]``)."""
     fresh_head(path)
     gw.stored()
-    cpu0 = gw.cpu()
+    cpu0, client0 = gw.cpu(), children_cpu()
     start = time.perf_counter()
     out = subprocess.run(curl_upload_cmd(file_url(gw, db, name), db.token, path),
                          capture_output=True, text=True, timeout=3600)
     seconds = time.perf_counter() - start
     cpu = gw.cpu() - cpu0
+    client = children_cpu() - client0
     status = int(out.stdout.strip() or 0)
     if status != 201:
         raise RuntimeError(f"gateway upload answered {status}: {out.stderr}")
     rec = (gw.stored() or [{}])[-1]
     return Upload(seconds, path.stat().st_size, rec.get("parts_s"), rec.get("complete_s"), cpu,
-                  status)
+                  status, extra={"client_cpu": client})
 
 
 def resumable_upload(gw: GatewayProcess, db: Database, path: Path, name: str,
                      chunk: int) -> Upload:
     """``gateway upload`` (the IETF protocol) in ``chunk``-sized requests; its process start
-    counts against it."""
+    counts against it (its CPU in ``extra["client_cpu"]``)."""
     fresh_head(path)
-    cpu0 = gw.cpu()
+    cpu0, client0 = gw.cpu(), children_cpu()
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-m", "gateway", "upload", str(path), file_url(gw, db, name),
@@ -396,7 +405,8 @@ def resumable_upload(gw: GatewayProcess, db: Database, path: Path, name: str,
     seconds = time.perf_counter() - start
     if out.returncode != 0:
         raise RuntimeError(f"resumable upload failed: {out.stderr}")
-    return Upload(seconds, path.stat().st_size, cpu_seconds=gw.cpu() - cpu0)
+    return Upload(seconds, path.stat().st_size, cpu_seconds=gw.cpu() - cpu0,
+                  extra={"client_cpu": children_cpu() - client0})
 
 
 def direct_upload(backend: Backend, path: Path, key: str) -> Upload:

@@ -118,8 +118,9 @@ class Report:
             "`gateway upload`) against a plain PUT, the same gateway and S3 server",
             "",
             "| S3 server | PUT MB/s best / median | resumable MB/s best / median "
-            "| ratio best / median | target | met |",
-            "|---|---|---|---|---|---|",
+            "| ratio best / median | target | met | gateway CPU-ms/MB PUT / resumable "
+            "| client CPU-ms/MB curl / `gateway upload` |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for case in cases:
             put, res = self._rates(case, "put"), self._rates(case, "resumable")
@@ -128,8 +129,19 @@ class Report:
                 f"| {case.removeprefix('resumable-')} | {max(put):.0f} / "
                 f"{statistics.median(put):.0f} | {max(res):.0f} / {statistics.median(res):.0f} "
                 f"| {best:.2f} / {med:.2f} | ≥ {RESUMABLE_FACTOR} | "
-                f"{_yes(best >= RESUMABLE_FACTOR)} |")
-        return [*out, "", "The resumable side includes the client process's start.", ""]
+                f"{_yes(best >= RESUMABLE_FACTOR)} "
+                f"| {self._cpu_per_mb(case, 'put')} / {self._cpu_per_mb(case, 'resumable')} "
+                f"| {self._cpu_per_mb(case, 'put', 'client_cpu')} / "
+                f"{self._cpu_per_mb(case, 'resumable', 'client_cpu')} |")
+        return [*out, "", "The resumable side includes the client process's start; CPU figures "
+                "are medians.", ""]
+
+    def _cpu_per_mb(self, server: str, side: str, key: str | None = None) -> str:
+        """The median CPU-ms/MB of a side's uploads: the gateway's, or ``extra[key]``'s."""
+        ups = self.uploads.get((server, side), [])
+        cpu = [u.extra.get(key) if key else u.cpu_seconds for u in ups]
+        per_mb = [c / (u.size / MB) * 1000 for c, u in zip(cpu, ups, strict=True) if c]
+        return f"{statistics.median(per_mb):.2f}" if per_mb else "n/a"
 
     def markdown(self, targets: dict[str, float]) -> str:
         out = [

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from pathlib import Path
 
-from gateway import config, logs
+from gateway import config
 
 log = logging.getLogger("gateway.cli")
 
 
 def _install_uvloop() -> None:
+    import asyncio
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
@@ -22,6 +23,9 @@ def _install_uvloop() -> None:
 
 
 def _run(coro: object) -> object:
+    # asyncio is imported here, not above: ``gateway upload`` needs none of it.
+    import asyncio
+
     _install_uvloop()
     return asyncio.run(coro)  # type: ignore[arg-type]
 
@@ -107,11 +111,11 @@ def cmd_cluster(settings: config.Settings, args: argparse.Namespace) -> int:
     return run_cluster(settings, Path(args.data_dir), port=args.port)
 
 
-def cmd_upload(settings: config.Settings, args: argparse.Namespace) -> int:
+def cmd_upload(args: argparse.Namespace) -> int:
+    """A client on the user's machine: no gateway settings, nothing of the server imported
+    (its start counts against every upload)."""
     import json
     import os
-
-    import aiohttp
 
     from gateway import upload_client as uc
 
@@ -123,8 +127,8 @@ def cmd_upload(settings: config.Settings, args: argparse.Namespace) -> int:
         retries=args.retries,
     )
     try:
-        answer = _run(uc.upload(options))
-    except (uc.UploadFailed, aiohttp.ClientError, OSError) as exc:
+        answer = uc.upload(options)
+    except (uc.UploadFailed, *uc.NETWORK_ERRORS) as exc:
         print(f"gateway upload: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(answer))
@@ -192,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.func is cmd_upload:
+            return cmd_upload(args)
+        from gateway import logs
+
         settings = config.from_env()
         logs.setup(settings.log_level)
         return args.func(settings, args)

@@ -143,6 +143,21 @@ async def test_abort_upload_by_id_ends_an_upload_of_another_process(store: Objec
     assert await store.list_open_uploads() == []
 
 
+async def test_an_upload_exists_until_it_is_aborted(store: ObjectStore) -> None:
+    sink = await store.open_sink("probed")
+    assert await store.upload_exists("probed", sink.upload_id)
+    await sink.abort()
+    assert not await store.upload_exists("probed", sink.upload_id)
+
+
+async def test_an_upload_exists_until_it_is_completed(store: ObjectStore) -> None:
+    sink = await store.open_sink("probed")
+    await sink.write_part(1, view(b"x"), zlib.crc32(b"x"))
+    await sink.commit()
+    assert not await store.upload_exists("probed", sink.upload_id)
+    await store.delete("probed")
+
+
 async def test_abort_upload_of_an_unknown_upload_is_not_an_error(store: ObjectStore) -> None:
     sink = await store.open_sink("known")
     await sink.abort()

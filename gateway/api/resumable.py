@@ -284,8 +284,8 @@ async def _tus_create(request: web.Request, tail: str) -> web.Response:
 
 async def session_head(request: web.Request) -> web.Response:
     _, access = await _writer(request)
-    session = await engine.find(request.app[keys.db], request.match_info["session_id"],
-                                access.project_id)
+    session = await engine.locate(request.app[keys.uploads], request.match_info["session_id"],
+                                  access.project_id)
     if _tus(request):
         return web.Response(status=200, headers=_tus_headers(session))
     return web.Response(status=204, headers=_ietf_headers(request, session))

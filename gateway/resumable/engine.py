@@ -32,8 +32,9 @@ from gateway.errors import BadRequest, Conflict, GatewayError, NotFound
 from gateway.models import PackageFile
 from gateway.naming import FileTarget
 from gateway.packages import commit
+from gateway.resumable import sweep
 from gateway.resumable.hashstate import ENGINE, HashStateMismatch, SessionHasher
-from gateway.storage import PartSink, new_object_key
+from gateway.storage import ObjectNotFound, PartSink, StorageUnavailable, new_object_key
 from gateway.uploads import (
     MAX_PARTS,
     BodyStream,
@@ -179,6 +180,54 @@ async def find(db: Database, session_id: str, project_id: int) -> Session:
     return Session.from_row(row)
 
 
+async def locate(ctx: UploadContext, session_id: str, project_id: int) -> Session:
+    """``find``, and for an open session whose parts are in S3, a look there (one ListParts):
+    a session whose multipart upload S3 no longer has (aborted by a lifecycle rule or an
+    operator) is dropped and not found, so that a client resuming it starts again at once.
+    S3 not answering leaves the session as the row says (its next append will tell)."""
+    if not _plausible_id(session_id):
+        raise SessionNotFound()
+    async with ctx.db.connection() as conn:
+        row = await q.find_session(conn, session_id, project_id)
+    if row is None:
+        raise SessionNotFound()
+    if not await _lost(ctx, row):
+        return Session.from_row(row)
+    with contextlib.suppress(SessionBusy):  # an append is running: it will find out itself
+        async with _locked(ctx.db, session_id):
+            # Looked at again under the lock: an append may have completed it meanwhile.
+            async with ctx.db.connection() as conn:
+                row = await q.find_session(conn, session_id, project_id)
+            if row is None:
+                raise SessionNotFound()
+            if not await _lost(ctx, row):
+                return Session.from_row(row)
+            await _drop(ctx, session_id, row["object_key"], row["upload_id"])
+            raise SessionNotFound()
+    return Session.from_row(row)
+
+
+async def _lost(ctx: UploadContext, row: Any) -> bool:
+    """An open session with parts in S3 whose multipart upload S3 says is gone."""
+    return (row["state"] == OPEN and row["upload_id"] is not None
+            and not await _upload_alive(ctx, row["object_key"], row["upload_id"]))
+
+
+async def _upload_alive(ctx: UploadContext, key: str, upload_id: str) -> bool:
+    try:
+        return await ctx.store.upload_exists(key, upload_id)
+    except StorageUnavailable:
+        return True  # unknown: only S3's own answer that it is gone drops a session
+
+
+async def _drop(ctx: UploadContext, session_id: str, key: str, upload_id: str | None) -> None:
+    """The session's bytes are gone from S3: nothing of it may stay (under its lock)."""
+    log.warning("upload session %s lost its multipart upload in S3; dropped", session_id)
+    async with ctx.db.connection() as conn:
+        await sweep.discard(conn, ctx.store, session_id, key, upload_id)
+        await pq.delete_pending_upload(conn, key)
+
+
 def _plausible_id(session_id: str) -> bool:
     return len(session_id) == 32 and all(c in "0123456789abcdef" for c in session_id)
 
@@ -231,12 +280,32 @@ async def append(ctx: UploadContext, session_id: str, project_id: int, body: Bod
 
         try:
             async with Heartbeat(beat, ctx.heartbeat_interval):
-                stored = await run.receive(body, content_length, checksum)
+                stored = await _receive(ctx, run, body, content_length, checksum)
                 file = (await _commit(ctx, row, stored, checks) if stored is not None
                         else None)
         finally:
             run.release()
         return Appended(Session.from_row(await _reload(ctx.db, session_id, project_id)), file)
+
+
+async def _receive(ctx: UploadContext, run: _Append, body: BodyStream,
+                   content_length: int | None, checksum: Checksum | None
+                   ) -> StoredObject | None:
+    """``run.receive``; if S3 no longer has the session's multipart upload (NoSuchUpload, or a
+    server error for a gone upload, as moto answers), the session is dropped and the client
+    told so (404: start again) rather than asked to retry what can never succeed."""
+    try:
+        return await run.receive(body, content_length, checksum)
+    except (ObjectNotFound, StorageUnavailable) as exc:
+        sink = run.sink
+        if sink is None:
+            raise  # no multipart upload: nothing S3 could have lost
+        if isinstance(exc, StorageUnavailable) and (
+                # S3 not answering at all is no sign of a lost upload (and the 503 is due now)
+                not exc.answered or await _upload_alive(ctx, run.key, sink.upload_id)):
+            raise
+        await _drop(ctx, run.id, run.key, sink.upload_id)
+        raise SessionNotFound() from exc
 
 
 async def _reload(db: Database, session_id: str, project_id: int) -> Any:
@@ -303,6 +372,7 @@ class _Append:
         self.carry = tail  # acknowledged (and hashed) bytes not yet in a part
         self.complete: bool | None = None
         self.record_each = True
+        self.recorded_offset: int | None = None  # what the row says now, once this recorded
         self.hashing: asyncio.Future[bytes] | None = None
         # Bytes this append holds (the tail read back, the body's), charged to the process's
         # buffer budget until their part has landed or the request ends.
@@ -477,7 +547,9 @@ class _Append:
             await self._start_part(self.carry)
             self.carry = b""
             await self._land_all()
-        await self._record(await self._hashed(), self.offset)
+        if self.carry or self.recorded_offset != self.offset:
+            # (a request that ended on a part has recorded everything as that part landed)
+            await self._record(await self._hashed(), self.offset)
         return None
 
     async def _send(self, number: int, data: bytes) -> None:
@@ -502,6 +574,7 @@ class _Append:
         async with self.ctx.db.connection() as conn:
             await q.record_progress(conn, self.id, parts, self.carry if tail is None else tail,
                                     offset, state, self.length, self.lifetime)
+        self.recorded_offset = offset
 
     async def _finish(self) -> StoredObject:
         """The last part, then the whole object; if that fails, the session is over (S3 has

@@ -51,14 +51,24 @@ async def _sweep_one(db: Database, store: ObjectStore, session_id: str) -> bool:
         row = await q.claim_expired_session(conn, session_id)
         if row is None:
             return False  # appended to (expiry moved) or swept meanwhile
-        key = row["object_key"]
         if row["state"] == 0:
-            upload_ids = {row["upload_id"]} if row["upload_id"] else set()
-            upload_ids |= {u.upload_id for u in await store.list_open_uploads(prefix=key)
-                           if u.key == key}
-            for upload_id in upload_ids:
-                await store.abort_upload(key, upload_id)
-            if not await pq.object_key_is_committed(conn, key):
-                await store.delete(key)
-        await q.delete_session(conn, session_id)
+            await discard(conn, store, session_id, row["object_key"], row["upload_id"])
+        else:
+            await q.delete_session(conn, session_id)
     return True
+
+
+async def discard(conn: q.Conn, store: ObjectStore, session_id: str, key: str,
+                  upload_id: str | None) -> None:
+    """An open session and everything of it in S3: its multipart upload (also one started by
+    a gateway that died before recording its id, which only a listing finds), its object
+    unless a committed file points at it, and only then its row (a failure half way leaves
+    the row, so the next attempt finds the rest). The caller holds the session's lock."""
+    upload_ids = {upload_id} if upload_id else set()
+    upload_ids |= {u.upload_id for u in await store.list_open_uploads(prefix=key)
+                   if u.key == key}
+    for one in upload_ids:
+        await store.abort_upload(key, one)
+    if not await pq.object_key_is_committed(conn, key):
+        await store.delete(key)
+    await q.delete_session(conn, session_id)

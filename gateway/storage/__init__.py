@@ -29,8 +29,11 @@ class ObjectNotFound(Exception):
 class StorageUnavailable(ServiceUnavailable):
     """The object store cannot be reached or keeps failing; a client sees a JSON 503."""
 
-    def __init__(self, detail: str = "object storage is unavailable") -> None:
+    def __init__(self, detail: str = "object storage is unavailable", *,
+                 answered: bool = False) -> None:
         super().__init__(detail)
+        # The store answered, with an error status (it is up), rather than not at all.
+        self.answered = answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,9 @@ class ObjectStore(Protocol):
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort an upload started by another process (the sweeper); missing is fine."""
+
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        """Whether the multipart upload is still open (neither completed nor aborted)."""
 
     def resume_sink(self, key: str, upload_id: str,
                     parts: dict[int, dict[str, str]]) -> PartSink:

@@ -23,6 +23,8 @@ class MemorySink:
         return {"etag": str(number), "crc32": ""}
 
     async def write_part(self, number: int, data: memoryview, crc32: int) -> None:
+        if self.upload_id not in self._store.uploads:
+            raise ObjectNotFound(self.key)  # S3's NoSuchUpload
         if self._store.keep_bytes:
             if zlib.crc32(data) != crc32:
                 raise ValueError(f"part {number}: checksum mismatch")
@@ -76,6 +78,9 @@ class MemoryStore:
     async def abort_upload(self, key: str, upload_id: str) -> None:
         self.uploads.pop(upload_id, None)
         self.parts.pop(upload_id, None)
+
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        return self.uploads.get(upload_id) == key
 
     async def stat(self, key: str) -> ObjectInfo:
         if key not in self.objects:

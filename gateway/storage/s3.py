@@ -156,7 +156,7 @@ def translate_errors(action: str, errors: Counter[str] | None = None) -> Iterato
         log.warning("s3 %s failed: %s", action, exc)
         if errors is not None:
             errors[action] += 1
-        raise StorageUnavailable() from exc
+        raise StorageUnavailable(answered=True) from exc
     except (TimeoutError, BotoCoreError, OSError, HttpClientError, HttpProcessingError) as exc:
         # The last two: an answer's body cut short (fewer bytes than its Content-Length),
         # e.g. a GetObject whose object is deleted while it streams.
@@ -341,6 +341,18 @@ class S3Store:
                 )
         except ObjectNotFound:
             pass
+
+    async def upload_exists(self, key: str, upload_id: str) -> bool:
+        # ListParts: S3, rclone and moto all answer NoSuchUpload for an upload that is gone
+        # (moto answers UploadPart and CompleteMultipartUpload with a 500 instead).
+        try:
+            async with self.call("list_parts"):
+                await self.client.list_parts(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MaxParts=1
+                )
+        except ObjectNotFound:
+            return False
+        return True
 
     async def stat(self, key: str) -> ObjectInfo:
         async with self.call("head_object"):

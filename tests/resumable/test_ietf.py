@@ -103,6 +103,28 @@ async def test_the_client_killed_mid_upload_resumes_with_resume(
     assert await world.conn.fetchval("SELECT count(*) FROM upload_sessions") == 1
 
 
+async def test_the_client_starts_again_when_the_server_lost_the_upload(
+        gateway: GatewayProcess, world: World, tmp_path: Path, s3, bucket: str) -> None:
+    path = tmp_path / "blob.bin"
+    want = make_file(path, 24 * MiB)
+    run = _client(gateway, world, path, "--limit-rate", "4M", "--chunk-size", "8M",
+                  state=tmp_path)
+    deadline = time.monotonic() + 60
+    while await world.conn.fetchval(
+            "SELECT coalesce(max(upload_offset), 0) FROM upload_sessions") < 8 * MiB:
+        assert time.monotonic() < deadline and run.poll() is None
+        await asyncio.sleep(0.1)
+    # An operator (or a lifecycle rule) aborts the session's multipart upload in S3.
+    for u in s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+    out, err = run.communicate(timeout=120)
+    assert digests(json.loads(out)) == want, err
+    assert "starting again from the first byte" in err
+    # The lost session is gone; only the new one, committed, is left.
+    assert await world.conn.fetchval("SELECT count(*) FROM upload_sessions") == 1
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 async def test_head_gives_the_offset_and_patch_appends_until_complete(
         served: Served, world: World) -> None:
     async with aiohttp.ClientSession() as http:
