@@ -58,9 +58,30 @@ def part_size_for(part_number: int, size: int | None, base: int) -> int:
 
 class BodyStream(Protocol):
     """What the upload needs of a request body (aiohttp's StreamReader has it). A body may also
-    offer ``readchunk() -> bytes``: one received piece, ``b""`` only at the end (no copy)."""
+    offer ``readchunk() -> bytes``: one received piece, ``b""`` only at the end (no copy), and
+    ``direct() -> DirectSource | None``: the rest of the body received straight into a part
+    buffer (None: it cannot be)."""
 
     async def readany(self) -> bytes: ...
+
+
+class DirectSource(Protocol):
+    """A body that the socket writes straight into the buffer given to ``aim``
+    (gateway/receiver.py); its pieces before and after are read as ``readchunk``'s."""
+
+    last_data: float  # time.monotonic() of the last bytes received
+
+    @property
+    def ended(self) -> bool: ...
+
+    @property
+    def filled(self) -> int: ...
+
+    def aim(self, view: memoryview) -> None: ...
+
+    def release(self) -> int: ...
+
+    async def wait_filled(self) -> None: ...
 
 
 class FileTooLarge(BadRequest):
@@ -150,11 +171,14 @@ class PartReader:
 
     A body with ``readchunk`` hands over each received piece as it is; ``readany`` joins all
     queued pieces into a new bytes first, one more copy of every byte. Either way each byte
-    is copied once, into its part buffer (or not at all when a whole body is one piece).
+    is copied once, into its part buffer (or not at all when a whole body is one piece). A
+    body with ``direct`` has the socket write the rest of each part into its buffer once the
+    buffer is taken (a part's first bytes are still staged first, see ``STAGE_BYTES``).
     """
 
     def __init__(self, body: BodyStream, buffers: BufferPool, timeout: float) -> None:
         self._read = getattr(body, "readchunk", None) or body.readany
+        self._direct: Callable[[], DirectSource | None] | None = getattr(body, "direct", None)
         self._buffers = buffers
         self._timeout = timeout
         # Received, not yet copied into a part buffer: the first pieces of the next part (not
@@ -254,8 +278,17 @@ class PartReader:
         since = time.monotonic()
         # A part larger than half the budget is an operator's choice, not a slow client's.
         may_yield = size <= self._buffers.budget // 2
+        stopped = False  # the socket wrote into the buffer until it was too slow
+        if n < size and not self.eof and self._direct is not None:
+            source = self._direct()
+            if source is not None:
+                n = await self._fill_direct(source, view, n, size, may_yield)
+                stopped = n < size and not self.eof
         while n < size and not self.eof:
-            piece = await self._piece(SLOW_FILL_SECONDS)
+            if stopped:
+                piece, stopped = None, False  # straight to the give-back below
+            else:
+                piece = await self._piece(SLOW_FILL_SECONDS)
             if piece is not None:
                 take = min(len(piece), size - n)
                 view[n : n + take] = piece[:take]
@@ -278,6 +311,41 @@ class PartReader:
                 self._buffers.release(buf, keep=n)
                 return None
         return n
+
+    async def _fill_direct(self, source: DirectSource, view: memoryview, n: int, size: int,
+                           may_yield: bool) -> int:
+        """Let the socket write into ``view`` from ``n`` up to ``size`` (no copy); returns how
+        far it got: ``size``, or less when too slow while others wait (the caller gives the
+        buffer back) or at the body's end."""
+        since = time.monotonic()
+        source.aim(view[n:size])
+        try:
+            while source.filled < size - n and not source.ended:
+                await self._wait_direct(source)
+                if (may_yield and self._buffers.contended
+                        and time.monotonic() - since >= SLOW_FILL_SECONDS):
+                    break
+        finally:
+            n += source.release()
+        if n < size and source.ended:
+            self.eof = True
+        return n
+
+    async def _wait_direct(self, source: DirectSource) -> None:
+        """Until the aimed view is full, or ``SLOW_FILL_SECONDS``; the body's read timeout
+        counts from the last byte received, as for pieces."""
+        self._last_data = max(self._last_data, source.last_data)
+        left = self._timeout - (time.monotonic() - self._last_data)
+        if left <= 0:
+            raise RequestTimeout()
+        try:
+            async with asyncio.timeout(min(SLOW_FILL_SECONDS, left)):
+                await source.wait_filled()
+        except TimeoutError:
+            pass
+        except OSError as exc:
+            raise ClientGone(str(exc)) from exc
+        self._last_data = max(self._last_data, source.last_data)
 
     async def _piece(self, patience: float) -> memoryview | None:
         """One received piece; None at the end of the body or when none came within

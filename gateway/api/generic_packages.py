@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 
 from gateway import auth, keys, naming, uploads
 from gateway.api import validators
@@ -42,6 +44,7 @@ from gateway.packages import (
     latest,
 )
 from gateway.packages.etags import etag_of
+from gateway.receiver import BodyReceiver
 from gateway.storage import ObjectNotFound, StorageUnavailable, new_object_key
 
 log = logging.getLogger("gateway.api")
@@ -93,15 +96,23 @@ class RequestBody:
     A client that hangs up becomes ClientGone; a body that breaks its framing becomes a 400
     (BrokenBody): a broken chunked encoding at once (a watchdog looks for it while the read
     waits), bytes beyond ``Content-Length`` when they arrive with the end of the body (later
-    ones are answered by aiohttp as a malformed next request).
+    ones are answered by aiohttp as a malformed next request). A large ``Content-Length`` body
+    is received straight into the part buffers (``direct``, gateway/receiver.py); if the
+    upload ends before its body, the rest is discarded as it arrives and the answer closes the
+    connection.
     """
 
     _WATCH_INTERVAL = 0.5
+    # A body with at least this much still to come is received straight into the part
+    # buffers (gateway/receiver.py); a smaller one is not worth taking the socket over.
+    DIRECT_MIN = 1024 * 1024
 
     def __init__(self, request: web.Request) -> None:
         self._request = request
         self._content = request.content
         self._watchdog: asyncio.Task[None] | None = None
+        self._receiver: BodyReceiver | None = None
+        self._direct_tried = False
         metrics = request.app.get(keys.metrics)
         self._received = metrics.upload_bytes if metrics is not None else None
 
@@ -114,6 +125,31 @@ class RequestBody:
         self._watchdog.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._watchdog
+        if self._receiver is not None and not self._receiver.handed_back:
+            # The upload ended before its body did: the rest is dropped as it comes.
+            self._receiver.discard_rest()
+
+    def direct(self) -> BodyReceiver | None:
+        """The rest of a ``Content-Length`` body, received straight into the part buffers;
+        None for a chunked, encoded or small body, which aiohttp's parser goes on reading."""
+        if not self._direct_tried:
+            self._direct_tried = True
+            self._receiver = self._take_over()
+        return self._receiver
+
+    def _take_over(self) -> BodyReceiver | None:
+        request = self._request
+        length = request.content_length
+        handler = request.protocol
+        if (length is None or length < self.DIRECT_MIN or self._chunked()
+                or request.headers.get("Content-Encoding", "identity").lower() != "identity"
+                or not isinstance(handler, RequestHandler)
+                or not isinstance(self._content, StreamReader)):
+            return None
+        receiver = BodyReceiver.take_over(handler, self._content, length)
+        if receiver is not None and self._received is not None:
+            receiver.on_received = self._received.inc
+        return receiver
 
     async def _watch(self) -> None:
         while not self._content.is_eof():
@@ -126,6 +162,8 @@ class RequestBody:
                 return
 
     async def readany(self) -> bytes:
+        if self._receiver is not None:
+            return await self.readchunk()
         return await self._guarded(self._content.readany)
 
     async def readchunk(self) -> bytes:
@@ -135,6 +173,8 @@ class RequestBody:
             # Content-Length: 0 (or none) is aiohttp's one shared EmptyStreamReader, whose
             # readchunk answers (b"", True) for ever after its first call: never ask it.
             return b""
+        if self._receiver is not None:
+            return await self._guarded(self._receiver.readchunk)
 
         async def piece() -> bytes:
             while True:
