@@ -340,6 +340,17 @@ SELECT count(*) FROM (
 ) counted
 """
 
+# Every form of a list page ends alike: the page's rows and project paths, read by the ids and
+# sort keys its CTE ``page`` found.
+_PAGE_ROWS = """
+SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
+FROM page
+JOIN packages p ON p.id = page.id
+JOIN projects pr ON pr.id = p.project_id
+JOIN namespaces n ON n.id = pr.namespace_id
+ORDER BY page.k {direction}, page.id {direction}
+"""
+
 # One page in two steps. First the ids and sort keys of the page, taken from each project's own
 # index range (the lateral join): at most $6 rows per project (offset + limit), so a first page
 # reads about 20 index entries per project, however many packages it holds; they are merged,
@@ -359,13 +370,7 @@ WITH page AS (
     ORDER BY l.k {direction}, l.id {direction}
     LIMIT $7 OFFSET $8
 )
-SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
-FROM page
-JOIN packages p ON p.id = page.id
-JOIN projects pr ON pr.id = p.project_id
-JOIN namespaces n ON n.id = pr.namespace_id
-ORDER BY page.k {direction}, page.id {direction}
-"""
+""" + _PAGE_ROWS
 
 # The same page without the lateral join, for deep offsets into groups of many projects, where
 # offset + limit rows from each project would be more than all the group's rows.
@@ -379,13 +384,7 @@ WITH page AS (
     ORDER BY k {direction}, p.id {direction}
     LIMIT $7 OFFSET $8
 )
-SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
-FROM page
-JOIN packages p ON p.id = page.id
-JOIN projects pr ON pr.id = p.project_id
-JOIN namespaces n ON n.id = pr.namespace_id
-ORDER BY page.k {direction}, page.id {direction}
-"""
+""" + _PAGE_ROWS
 # Past this many rows read (projects x (offset + limit)) the flat form is used.
 _LATERAL_ROWS_MAX = 200_000
 
@@ -404,13 +403,7 @@ WITH page AS (
     ORDER BY {inner_order}
     LIMIT $7 OFFSET $8
 )
-SELECT p.*, n.full_path || '/' || pr.path AS project_full_path
-FROM page
-JOIN packages p ON p.id = page.id
-JOIN projects pr ON pr.id = p.project_id
-JOIN namespaces n ON n.id = pr.namespace_id
-ORDER BY page.k {direction}, page.id {direction}
-"""
+""" + _PAGE_ROWS
 
 
 def _like_pattern(term: str) -> str:
