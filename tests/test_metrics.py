@@ -134,6 +134,22 @@ async def test_redirected_downloads_count_the_file_size(client, world: World) ->
     assert value(text, "packgate_download_bytes_total", mode="redirect") == 5
 
 
+async def test_proxied_downloads_count_every_byte_sent(
+    aiohttp_client, settings: Settings, world: World
+) -> None:
+    # More than one batch of the counter and a remainder, and a range of a few bytes.
+    body = os.urandom(40 * MiB + 3)
+    client = await aiohttp_client(create_app(settings.with_overrides(download_mode="proxy")))
+    assert (await client.put(url(world), data=body, headers=dev(world))).status == 201
+    resp = await client.get(url(world), headers=dev(world))
+    assert await resp.read() == body
+    resp = await client.get(url(world), headers={**dev(world), "Range": "bytes=10-19"})
+    assert resp.status == 206
+    assert await resp.read() == body[10:20]
+    text = await scrape(client)
+    assert value(text, "packgate_download_bytes_total", mode="proxy") == len(body) + 10
+
+
 async def test_s3_errors_are_counted_by_operation(
     aiohttp_client, settings: Settings, world: World, s3_endpoint: str
 ) -> None:

@@ -50,6 +50,9 @@ from gateway.storage import ObjectNotFound, StorageUnavailable, new_object_key
 log = logging.getLogger("gateway.api")
 
 _MARKER = "/packages/generic/"
+# A proxied download's bytes are added to the metrics this many at a time (and at its end),
+# not per piece received (four a MiB, each taking the counter's lock).
+_COUNT_EVERY = 16 * 1024 * 1024
 
 
 def project_ref(request: web.Request) -> str:
@@ -417,15 +420,17 @@ async def _stream(request: web.Request, row: dict, rep: validators.Representatio
     await response.prepare(request)
     metrics = request.app.get(keys.metrics)
     sent = metrics.download_bytes.labels("proxy") if metrics is not None else None
+    unsent = 0  # bytes written and not yet counted
     try:
         if first:
             await response.write(first)
-            if sent is not None:
-                sent.inc(len(first))
+            unsent = len(first)
         async for chunk in chunks:
             await response.write(chunk)
-            if sent is not None:
-                sent.inc(len(chunk))
+            unsent += len(chunk)
+            if unsent >= _COUNT_EVERY and sent is not None:
+                sent.inc(unsent)
+                unsent = 0
     except ConnectionError as exc:  # aiohttp's "Connection lost": the client hung up
         raise ClientGone(str(exc)) from exc
     except StorageUnavailable as exc:
@@ -436,6 +441,9 @@ async def _stream(request: web.Request, row: dict, rep: validators.Representatio
         if request.transport is not None:
             request.transport.close()
         return response
+    finally:
+        if sent is not None and unsent:
+            sent.inc(unsent)
     await response.write_eof()
     return response
 
