@@ -43,8 +43,11 @@ RETRY_AFTER = 5
 # A fill is judged only once it is this old: before, its rate says little.
 SLOW_FILL_SECONDS = 2.0
 # ... and it is slow if its client sends at under this share of the median rate of the
-# process's fills (those at least SLOW_FILL_SECONDS / 4 old), ...
-SLOW_SHARE = 0.25
+# process's fills (those at least SLOW_FILL_SECONDS / 4 old). Lenient on purpose: a slow
+# upload is the first turned away (a 503), and on a starved machine a fast client's process
+# may not run for a second or more; a slower one holding its buffer only makes others wait,
+# and never longer than half the wait for room (``too_slow``).
+SLOW_SHARE = 0.1
 
 
 # A dropped buffer's pages go back to the kernel at once; a late reader sees zeros.
@@ -179,7 +182,9 @@ class BufferPool:
     async def _room(self, need: int, credit: int, slow: bool) -> None:
         """Charge ``need`` more bytes, waiting in line for room, at most ``wait_timeout``."""
         ahead = self._waiters if slow else [w for w in self._waiters if not w.slow]
-        if not ahead and self._fits(need, credit):
+        # Needing no more room than it holds (a slow upload that has its whole part), it takes
+        # nothing from anyone: it goes on, rather than wait in line to be turned away.
+        if need == 0 or (not ahead and self._fits(need, credit)):
             self._take(need)
             return
         waiter = _Waiter(need, credit, slow)
