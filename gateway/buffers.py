@@ -48,6 +48,8 @@ SLOW_FILL_SECONDS = 2.0
 # may not run for a second or more; a slower one holding its buffer only makes others wait,
 # and never longer than half the wait for room (``too_slow``).
 SLOW_SHARE = 0.1
+# ... or under this rate whatever the others do (a client that sends a byte now and then).
+SLOW_RATE = 64 * 1024
 
 
 # A dropped buffer's pages go back to the kernel at once; a late reader sees zeros.
@@ -150,21 +152,22 @@ class BufferPool:
         self._fills.discard(fill)
 
     def too_slow(self, fill: Fill) -> bool:
-        """Whether ``fill``'s client is slow: at its rate the fill would outlast half the wait
-        for room (a waiter must not time out behind it), or it sends at under ``SLOW_SHARE`` of
-        the median rate of the process's fills. Not a fixed time: a busy process fills every
-        part slower (16 uploads sharing 95 MB/s: 2.8 s per 16 MiB part), and that is no
-        client's fault, nor a reason for a 503."""
+        """Whether ``fill``'s client is slow: it sends under ``SLOW_RATE``, or under
+        ``SLOW_SHARE`` of the median rate of the process's fills, or its fill has lasted half
+        the wait for room (a waiter must not time out behind it). Not a fixed time: a busy
+        process fills every part slower (16 uploads sharing 95 MB/s: 2.8 s per 16 MiB part),
+        and that is no client's fault, nor a reason for a 503. Rates are over the whole fill,
+        so a client whose process was not scheduled for a moment is not judged on it alone."""
         now = time.monotonic()
         elapsed = now - fill.started
         if elapsed < SLOW_FILL_SECONDS:
             return False
-        received = fill.progress()
-        if received * self.wait_timeout / 2 < fill.size * elapsed:
+        rate = fill.progress() / elapsed
+        if rate < SLOW_RATE or elapsed >= self.wait_timeout / 2:
             return True
         rates = sorted(f.progress() / (now - f.started) for f in self._fills
                        if now - f.started >= SLOW_FILL_SECONDS / 4)
-        return bool(rates) and received / elapsed < SLOW_SHARE * rates[len(rates) // 2]
+        return bool(rates) and rate < SLOW_SHARE * rates[len(rates) // 2]
 
     # --- charging --------------------------------------------------------------------------
 
