@@ -77,10 +77,9 @@ class BufferBusy(ServiceUnavailable):
 
 @dataclass(eq=False, slots=True)
 class Fill:
-    """A part buffer being filled by its client: ``size`` bytes to receive; how many arrived is
+    """A part buffer being filled by its client: the bytes that arrived since it started are
     ``received`` plus what ``live`` reports (bytes the socket writes straight into it)."""
 
-    size: int
     started: float = field(default_factory=time.monotonic)
     received: int = 0
     live: Callable[[], int] | None = None
@@ -143,8 +142,8 @@ class BufferPool:
 
     # --- fills ------------------------------------------------------------------------------
 
-    def start_fill(self, size: int) -> Fill:
-        fill = Fill(size)
+    def start_fill(self) -> Fill:
+        fill = Fill()
         self._fills.add(fill)
         return fill
 
