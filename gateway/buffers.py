@@ -6,12 +6,14 @@ spent it waits (and stops reading its socket, which pushes back on the client), 
 waiter served as soon as it fits, none longer than ``wait_timeout``: then it gets a 503 with
 ``Retry-After`` rather than hanging.
 
-Slow clients cannot sit on the budget. An upload that cannot fill its buffer while others wait
-gives it back, keeping only the bytes it has (uploads.py), and is *slow* from then on: it holds
-its bytes as they come and takes a buffer only for a whole part; slow uploads are served only
-when no other upload waits, and when another upload needs the room their bytes take, they are
-turned away (503, ``Retry-After``), oldest first, whether they wait for room or for their
-client.
+Slow clients cannot sit on the budget. An upload whose client fills its buffer too slowly while
+others wait gives it back, keeping only the bytes it has (uploads.py), and is *slow* from then
+on: it holds its bytes as they come and takes a buffer only for a whole part; slow uploads are
+served only when no other upload waits, and when another upload needs the room their bytes take,
+they are turned away (503, ``Retry-After``), oldest first, whether they wait for room or for
+their client. Too slowly is judged against the process's other fills (``too_slow``), not a fixed
+time: when many uploads share a busy process each part takes longer to fill, and no client is
+at fault for that.
 
 A buffer is an anonymous memory map of its own, not a bytearray: the budget counts what is
 resident only if a buffer the pool lets go gives its memory back at once, and a bytearray does
@@ -38,6 +40,16 @@ from gateway.errors import ServiceUnavailable
 _MIN_REUSE = 2**20
 # What a client refused for want of room is told to wait before retrying, seconds.
 RETRY_AFTER = 5
+# A fill is judged only once it is this old: before, its rate says little.
+SLOW_FILL_SECONDS = 2.0
+# ... and it is slow if its client sends at under this share of the median rate of the
+# process's fills (those at least SLOW_FILL_SECONDS / 4 old). Lenient on purpose: a slow
+# upload is the first turned away (a 503), and on a starved machine a fast client's process
+# may not run for a second or more; a slower one holding its buffer only makes others wait,
+# and never longer than half the wait for room (``too_slow``).
+SLOW_SHARE = 0.1
+# ... or under this rate whatever the others do (a client that sends a byte now and then).
+SLOW_RATE = 64 * 1024
 
 
 # A dropped buffer's pages go back to the kernel at once; a late reader sees zeros.
@@ -61,6 +73,19 @@ def discard(buf: Buffer) -> None:
 class BufferBusy(ServiceUnavailable):
     def __init__(self) -> None:
         super().__init__("too many uploads in progress, please retry", retry_after=RETRY_AFTER)
+
+
+@dataclass(eq=False, slots=True)
+class Fill:
+    """A part buffer being filled by its client: the bytes that arrived since it started are
+    ``received`` plus what ``live`` reports (bytes the socket writes straight into it)."""
+
+    started: float = field(default_factory=time.monotonic)
+    received: int = 0
+    live: Callable[[], int] | None = None
+
+    def progress(self) -> int:
+        return self.received + (self.live() if self.live is not None else 0)
 
 
 @dataclass(eq=False)
@@ -95,6 +120,7 @@ class BufferPool:
         # Slow uploads holding bytes while they wait for more from their client: the bytes
         # held, and a callback that makes the upload give them up (a 503) at once.
         self._slow_holders: dict[int, tuple[int, Callable[[], None]]] = {}
+        self._fills: set[Fill] = set()
 
     @property
     def contended(self) -> bool:
@@ -114,6 +140,34 @@ class BufferPool:
         else:
             self._slow_holders[key] = (held, give_up)
 
+    # --- fills ------------------------------------------------------------------------------
+
+    def start_fill(self) -> Fill:
+        fill = Fill()
+        self._fills.add(fill)
+        return fill
+
+    def end_fill(self, fill: Fill) -> None:
+        self._fills.discard(fill)
+
+    def too_slow(self, fill: Fill) -> bool:
+        """Whether ``fill``'s client is slow: it sends under ``SLOW_RATE``, or under
+        ``SLOW_SHARE`` of the median rate of the process's fills, or its fill has lasted half
+        the wait for room (a waiter must not time out behind it). Not a fixed time: a busy
+        process fills every part slower (16 uploads sharing 95 MB/s: 2.8 s per 16 MiB part),
+        and that is no client's fault, nor a reason for a 503. Rates are over the whole fill,
+        so a client whose process was not scheduled for a moment is not judged on it alone."""
+        now = time.monotonic()
+        elapsed = now - fill.started
+        if elapsed < SLOW_FILL_SECONDS:
+            return False
+        rate = fill.progress() / elapsed
+        if rate < SLOW_RATE or elapsed >= self.wait_timeout / 2:
+            return True
+        rates = sorted(f.progress() / (now - f.started) for f in self._fills
+                       if now - f.started >= SLOW_FILL_SECONDS / 4)
+        return bool(rates) and rate < SLOW_SHARE * rates[len(rates) // 2]
+
     # --- charging --------------------------------------------------------------------------
 
     def _fits(self, need: int, credit: int) -> bool:
@@ -130,7 +184,9 @@ class BufferPool:
     async def _room(self, need: int, credit: int, slow: bool) -> None:
         """Charge ``need`` more bytes, waiting in line for room, at most ``wait_timeout``."""
         ahead = self._waiters if slow else [w for w in self._waiters if not w.slow]
-        if not ahead and self._fits(need, credit):
+        # Needing no more room than it holds (a slow upload that has its whole part), it takes
+        # nothing from anyone: it goes on, rather than wait in line to be turned away.
+        if need == 0 or (not ahead and self._fits(need, credit)):
             self._take(need)
             return
         waiter = _Waiter(need, credit, slow)

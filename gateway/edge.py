@@ -290,6 +290,7 @@ class EdgeProtocol(RequestHandler):
             err, kind = refusal(exc, in_request_line=in_line)
             request[REFUSED] = kind
         elif status == 504:
+            log.warning("answered 504: the handler did not finish in time")
             err = errors.ApiError("504 Gateway Timeout", 504)
         else:
             log.error("unexpected error outside the application", exc_info=exc)

@@ -277,6 +277,11 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as err:
+        if err.status >= 500:
+            # The access line shows only the status; this one says why (no secrets: the
+            # handler's filter redacts, and exceptions here carry no request headers).
+            log.warning("answered %d: %s", err.status, cause_chain(err),
+                        extra={"path": request.path})
         return render(err)
     except web.HTTPNotFound:
         return render(NoRoute())
@@ -287,6 +292,9 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if exc.status >= 500:
+            log.warning("answered %d: %s", exc.status, cause_chain(exc),
+                        extra={"path": request.path})
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
     except (ClientGone, ConnectionResetError):
         # The peer is gone; there is nobody to answer. The HTTP edge logs it as 499.
@@ -298,6 +306,20 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return render(GatewayError())
+
+
+def cause_chain(exc: BaseException, *, limit: int = 6) -> str:
+    """``exc`` and what raised it, outermost first: ``"BufferBusy: 503 … <- TimeoutError"``."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < limit:
+        seen.add(id(current))
+        text = str(current)
+        parts.append(f"{type(current).__name__}: {text}" if text else type(current).__name__)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__)
+    return " <- ".join(parts)
 
 
 def _close_if_body_unread(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:

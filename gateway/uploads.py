@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.buffers import Buffer, BufferBusy, BufferPool, allocate
+from gateway.buffers import SLOW_FILL_SECONDS, Buffer, BufferBusy, BufferPool, Fill, allocate
 from gateway.config import GiB, MiB, Settings, TiB
 from gateway.db import packages as q
 from gateway.db.pool import Database
@@ -145,10 +145,11 @@ class UploadLimits:
 # its own size (or none: one received piece is sent as it is), and a client that connects and
 # sends a byte now and then holds no part buffer at all.
 STAGE_BYTES = 256 * 1024
-# A part buffer still not full after this long while other uploads wait for room is given
-# back: the bytes in it are copied out (they stay charged) and the upload, slow from then on,
-# queues again behind every other (see buffers.py). Fast clients never meet this.
-SLOW_FILL_SECONDS = 2.0
+# A part buffer its client fills too slowly (``BufferPool.too_slow``: judged after
+# SLOW_FILL_SECONDS, against the process's other fills) while other uploads wait for room is
+# given back: the bytes in it are copied out (they stay charged) and the upload, slow from then
+# on, queues again behind every other (see buffers.py). Fast clients never meet this, nor do
+# clients that are merely as slow as the busy process lets them all be.
 
 
 @dataclass(slots=True)
@@ -274,15 +275,21 @@ class PartReader:
 
     async def _fill(self, buf: Buffer, n: int, size: int) -> int | None:
         """Fill ``buf`` from ``n`` up to ``size``; None if it gave the buffer back."""
+        fill = self._buffers.start_fill()
+        try:
+            return await self._fill_from_client(buf, n, size, fill)
+        finally:
+            self._buffers.end_fill(fill)
+
+    async def _fill_from_client(self, buf: Buffer, n: int, size: int, fill: Fill) -> int | None:
         view = memoryview(buf)
-        since = time.monotonic()
         # A part larger than half the budget is an operator's choice, not a slow client's.
         may_yield = size <= self._buffers.budget // 2
         stopped = False  # the socket wrote into the buffer until it was too slow
         if n < size and not self.eof and self._direct is not None:
             source = self._direct()
             if source is not None:
-                n = await self._fill_direct(source, view, n, size, may_yield)
+                n = await self._fill_direct(source, view, n, size, may_yield, fill)
                 stopped = n < size and not self.eof
         while n < size and not self.eof:
             if stopped:
@@ -293,12 +300,13 @@ class PartReader:
                 take = min(len(piece), size - n)
                 view[n : n + take] = piece[:take]
                 n += take
+                fill.received += take
                 if take < len(piece):
                     # Part boundary: the rest of the piece starts the next part.
                     self._staged.append(piece[take:])
                     self._staged_bytes += len(piece) - take
             if (n < size and not self.eof and may_yield and self._buffers.contended
-                    and time.monotonic() - since >= SLOW_FILL_SECONDS):
+                    and self._buffers.too_slow(fill)):
                 # Too slow while others wait: keep the bytes, give the buffer back. The copy
                 # is a map of its own too (buffers.py): a part-sized bytes would come from
                 # the heap once glibc's mmap threshold has risen, and not go back when freed.
@@ -313,20 +321,22 @@ class PartReader:
         return n
 
     async def _fill_direct(self, source: DirectSource, view: memoryview, n: int, size: int,
-                           may_yield: bool) -> int:
+                           may_yield: bool, fill: Fill) -> int:
         """Let the socket write into ``view`` from ``n`` up to ``size`` (no copy); returns how
         far it got: ``size``, or less when too slow while others wait (the caller gives the
         buffer back) or at the body's end."""
-        since = time.monotonic()
         source.aim(view[n:size])
+        fill.live = lambda: source.filled
         try:
             while source.filled < size - n and not source.ended:
                 await self._wait_direct(source)
-                if (may_yield and self._buffers.contended
-                        and time.monotonic() - since >= SLOW_FILL_SECONDS):
+                if may_yield and self._buffers.contended and self._buffers.too_slow(fill):
                     break
         finally:
-            n += source.release()
+            fill.live = None
+            got = source.release()
+            fill.received += got
+            n += got
         if n < size and source.ended:
             self.eof = True
         return n

@@ -338,6 +338,18 @@ async def test_slow_uploads_holding_the_budget_are_turned_away_for_a_normal_one(
     assert pool.used == 0
 
 
+async def test_slow_upload_holding_its_whole_part_gets_its_buffer_while_others_wait() -> None:
+    pool = BufferPool(2 * PART)
+    await pool.acquire(PART)
+    await pool.reserve(PART, slow=True)  # a slow upload's part, all of it received
+    fast = asyncio.create_task(pool.acquire(PART))
+    await until(lambda: pool.contended, "a normal upload waits for room")
+    buf = await asyncio.wait_for(pool.acquire(PART, credit=PART, slow=True), DEADLINE)
+    assert len(buf) == PART and pool.used == 2 * PART
+    fast.cancel()
+    await asyncio.gather(fast, return_exceptions=True)
+
+
 class HangsUp(Body):
     """Sends ``data`` in pieces, then the connection breaks."""
 

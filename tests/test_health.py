@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 
 import asyncpg
+import pytest
 
 from gateway.app import create_app
 from gateway.db.migrate import latest_version, migrate
@@ -110,3 +112,20 @@ async def test_health_does_not_look_at_postgres_or_s3(aiohttp_client, settings) 
     )))
     resp = await client.get("/-/health")
     assert resp.status == 200
+
+
+async def test_a_503_leaves_a_warning_naming_its_cause(
+    aiohttp_client, settings, caplog: pytest.LogCaptureFixture,
+) -> None:
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/none"
+    client = await aiohttp_client(create_app(settings.with_overrides(
+        database_url=nowhere, db_acquire_timeout=2
+    )))
+    caplog.set_level(logging.WARNING, logger="gateway.errors")
+    resp = await client.put("/api/v4/projects/1/packages/generic/pkg/1.0/a.bin", data=b"x",
+                            headers={"PRIVATE-TOKEN": "glpat-not-a-real-token-at-all"})
+    assert resp.status == 503
+    [line] = [r.getMessage() for r in caplog.records if r.name == "gateway.errors"]
+    assert line.startswith("answered 503: DatabaseUnavailable: 503 Service Unavailable - the "
+                           "database is unavailable <- ")
+    assert "Connect" in line  # the refused connection underneath
