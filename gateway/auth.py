@@ -8,6 +8,7 @@ Resolution follows GitLab's order (``lib/api/api_guard.rb``), so the same reques
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -172,6 +173,7 @@ class Authenticator:
         self._db = db
         self.cache = TokenCache(cache_seconds)
         self._touched: dict[int, float] = {}
+        self._finding: dict[tuple[str, bytes, int], asyncio.Future[Any]] = {}
 
     def forget_cached(self, _reason: str = "") -> None:
         """Drop every cached token (after a change, so this process honours it at once)."""
@@ -186,19 +188,46 @@ class Authenticator:
         digest = token_digest(token)
         row = self.cache.get(table, digest)
         if row is None:
-            generation = self.cache.generation
-            find = {
-                "pat": token_queries.find_personal_access_token,
-                "deploy": token_queries.find_deploy_token,
-                "job": token_queries.find_job_token,
-            }[table]
-            async with self._db.connection() as conn:
-                row = await find(conn, digest)
+            row = await self._shared_find(table, digest)
             if row is None:
                 return None
-            self.cache.put(table, digest, row, generation)
         if not hmac.compare_digest(bytes(row.token_digest), digest):
             return None
+        return row
+
+    async def _shared_find(self, table: str, digest: bytes) -> Any:
+        """The token's row from the database, one query for every request that misses the
+        cache at once: when an entry expires, all the requests in flight with that token
+        would otherwise each look it up. A request joins only a lookup started in the same
+        cache generation (no change notified since), and only while the cache could have
+        served it anyway; the lookup is a task of its own, so a caller that goes away does
+        not cancel it for the others."""
+        generation = self.cache.generation
+        if not (self.cache.enabled and self.cache.live):
+            return await self._find(table, digest, generation)
+        key = (table, digest, generation)
+        pending = self._finding.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._find(table, digest, generation))
+            self._finding[key] = pending
+            pending.add_done_callback(lambda f: self._found(key, f))
+        return await asyncio.shield(pending)
+
+    def _found(self, key: tuple[str, bytes, int], lookup: asyncio.Future[Any]) -> None:
+        self._finding.pop(key, None)
+        if not lookup.cancelled():
+            lookup.exception()  # retrieved: its callers, if any are left, get it raised
+
+    async def _find(self, table: str, digest: bytes, generation: int) -> Any:
+        find = {
+            "pat": token_queries.find_personal_access_token,
+            "deploy": token_queries.find_deploy_token,
+            "job": token_queries.find_job_token,
+        }[table]
+        async with self._db.connection() as conn:
+            row = await find(conn, digest)
+        if row is not None:
+            self.cache.put(table, digest, row, generation)
         return row
 
     async def authenticate(

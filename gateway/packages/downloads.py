@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 from gateway.auth import Principal
 from gateway.db import packages as q
 from gateway.db.pool import Database
@@ -52,6 +54,22 @@ async def _latest_file(db: Database, who: Principal, project_id: int, target: Fi
     return None if found is None else {**found, "package_version": version}
 
 
+# The marks being written, per database: a busy file's mark falls due for every request in
+# flight at once, and each would otherwise queue on the package row's lock with its own UPDATE.
+_marking: weakref.WeakKeyDictionary[Database, set[tuple[int, int]]] = \
+    weakref.WeakKeyDictionary()
+
+
 async def mark_downloaded(db: Database, package_id: int, file_id: int) -> None:
-    async with db.connection() as conn:
-        await q.mark_downloaded(conn, package_id, file_id)
+    """Notes the download, unless the same mark is being written already: that one notes
+    this download too (it is the same minute)."""
+    marking = _marking.setdefault(db, set())
+    key = (package_id, file_id)
+    if key in marking:
+        return
+    marking.add(key)
+    try:
+        async with db.connection() as conn:
+            await q.mark_downloaded(conn, package_id, file_id)
+    finally:
+        marking.discard(key)

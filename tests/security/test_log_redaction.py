@@ -72,6 +72,19 @@ def test_credentials_in_a_message_are_redacted(captured: io.StringIO, text: str)
     assert "[redacted]" in line
 
 
+@pytest.mark.parametrize("text", [
+    "pRiVaTe-ToKeN: SECRETVALUE1",
+    "COOKIE: SECRETVALUE1",
+    "Proxy-Authorization: Basic SECRETVALUE1",
+    "GET /x?ACCESS_TOKEN%3DSECRETVALUE1",
+    "café private_token=SECRETVALUE1",
+])
+def test_credentials_in_any_letter_case_or_beside_other_letters_are_redacted(
+        captured: io.StringIO, text: str) -> None:
+    log().warning("seen: %s", text)
+    assert "SECRETVALUE1" not in captured.getvalue()
+
+
 def test_credentials_in_extra_fields_are_redacted(captured: io.StringIO) -> None:
     log().info("request", extra={"path": f"/x?private_token={TOKEN}"})
     assert TOKEN not in captured.getvalue()
