@@ -139,7 +139,7 @@ LIST_AUDIT_EVENTS = ("SELECT *, count(*) OVER () AS total FROM audit_events" + _
 GET_AUDIT_EVENT = "SELECT * FROM audit_events" + _AUDIT_FILTERS + "AND id = $6"
 
 
-async def insert_audit_event(conn: Conn, *, author_id: int | None, author_name: str,
+async def insert_audit_event(conn: Conn, author_id: int | None, author_name: str,
                              entity_type: str, entity_id: int, event_name: str,
                              target_type: str | None, target_id: int | None,
                              target_details: str | None, ip_address: str | None,

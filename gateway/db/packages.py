@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import asyncpg
 
+from gateway.db import governance
 from gateway.db.identity import projects as identity_projects
 from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
@@ -87,12 +91,54 @@ INSERT_FILE_INTO_PACKAGE = """
 WITH touched AS (
     UPDATE packages SET status = coalesce($9::smallint, status), updated_at = now()
     WHERE id = $1
-)
+){audit}
 INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
                            file_sha256, object_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING *
+RETURNING *{audit_columns}
 """
+# The same for a new object ($8) whose content may be stored already: a live blob of that
+# sha256 and size, locked (a delete of its last reference waits for this transaction, or came
+# first and left nothing to find), is what the row points at, and the new object is queued for
+# deletion. The caller holds the content's lock (gateway.db.blobs.LOCK_CONTENT), taken in a
+# statement of its own before this one, whose snapshot therefore sees every commit it waited
+# for. The blob's reference count is the trigger's (0008_blobs.sql).
+INSERT_FILE_SHARING_CONTENT = """
+WITH shared AS (
+    SELECT object_key FROM blobs WHERE sha256 = $7 AND size = $4 AND refcount > 0
+    ORDER BY id LIMIT 1
+    FOR UPDATE
+), queued AS (
+    INSERT INTO object_deletions (object_key)
+    SELECT $8::text FROM shared WHERE shared.object_key <> $8::text
+), touched AS (
+    UPDATE packages SET status = coalesce($9::smallint, status), updated_at = now()
+    WHERE id = $1
+){audit}
+INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
+                           file_sha256, object_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce((SELECT object_key FROM shared), $8::text))
+RETURNING *{audit_columns}
+"""
+# The audit event of the change ($10 to $19: INSERT_AUDIT_EVENT's parameters), written by the
+# file's statement: the event commits or rolls back with the row, in no round trip of its own.
+_AUDIT_CTE = ", audited AS (" + re.sub(
+    r"\$(\d+)", lambda m: f"${int(m[1]) + 9}", governance.INSERT_AUDIT_EVENT) + ")"
+_AUDIT_COLUMNS = (", (SELECT id FROM audited) AS audit_id,"
+                  " (SELECT entity_path FROM audited) AS audit_entity_path,"
+                  " (SELECT created_at FROM audited) AS audit_created_at")
+
+
+def _file_insert(template: str, *, audited: bool) -> str:
+    return template.format(audit=_AUDIT_CTE if audited else "",
+                           audit_columns=_AUDIT_COLUMNS if audited else "")
+
+
+_FILE_INSERTS = {
+    (sharing, audited): _file_insert(
+        INSERT_FILE_SHARING_CONTENT if sharing else INSERT_FILE_INTO_PACKAGE, audited=audited)
+    for sharing in (False, True) for audited in (False, True)
+}
 
 
 def _upload_target(row: asyncpg.Record | None) -> UploadTarget:
@@ -132,10 +178,14 @@ async def upload_target_dropping_pending(
 async def insert_file_into_package(
     conn: Conn, package_id: int, project_id: int, file_name: str, size: int,
     md5: str, sha1: str, sha256: str, object_key: str, *, new_status: int | None,
-) -> PackageFile:
-    return PackageFile.from_row(await conn.fetchrow(
-        INSERT_FILE_INTO_PACKAGE, package_id, project_id, file_name, size, md5, sha1, sha256,
-        object_key, new_status))
+    share_content: bool = False, audit: tuple[Any, ...] | None = None,
+) -> asyncpg.Record:
+    """The file row (``PackageFile``'s columns) and, with ``audit`` (INSERT_AUDIT_EVENT's
+    values), the event's ``audit_id``, ``audit_entity_path`` and ``audit_created_at``;
+    ``share_content``: the row may point at an existing blob (INSERT_FILE_SHARING_CONTENT)."""
+    return await conn.fetchrow(
+        _FILE_INSERTS[(share_content, audit is not None)], package_id, project_id, file_name,
+        size, md5, sha1, sha256, object_key, new_status, *(audit or ()))
 
 
 async def lock_package_version(conn: Conn, project_id: int, name: str, version: str) -> None:

@@ -40,19 +40,19 @@ async def before_body(db: Database, actor: Actor, project_id: int, target: FileT
 @dataclass(frozen=True, slots=True)
 class CommitChecks:
     """``gateway.packages.commit.CommitChecks`` for one caller: the rules and quotas again,
-    authoritatively (under the quotas' locks), then the audit event, in the commit's
-    transaction."""
+    authoritatively (under the quotas' locks), in the commit's transaction; returns the audit
+    event, which the file row's statement writes."""
 
     actor: Actor
     defaults: Defaults
     stats: QuotaStats | None = None
 
     async def __call__(self, conn: asyncpg.Connection, project_id: int, package_id: int,
-                       target: FileTarget, size: int) -> None:
+                       target: FileTarget, size: int) -> audit.Pending:
         await _refuse(conn, self.actor, project_id, target, size, self.defaults, self.stats,
                       locked=True)
-        await audit.record(
-            conn, self.actor.principal, "package_published", entity_type="Project",
+        return audit.prepare(
+            self.actor.principal, "package_published", entity_type="Project",
             entity_id=project_id, message=f"Published {_file_path(target)}",
             target=audit.Target("Packages::Package", package_id, target.package_name),
             package_name=target.package_name, package_version=target.package_version,

@@ -15,12 +15,9 @@ import asyncpg
 from gateway.db import blobs as bq
 
 
-async def shared_object(conn: asyncpg.Connection, key: str, sha256: str, size: int) -> str:
-    """The object key a new file row with this content should point at: an existing blob's
-    (then ``key``, the object just uploaded, is queued for deletion) or ``key`` itself."""
+async def hold_content(conn: asyncpg.Connection, sha256: str) -> None:
+    """Take the content's lock, alone (a statement's snapshot is taken before it waits, so
+    the look for identical bytes goes in the next statement: the file row's insert with
+    ``share_content``, which points the row at an existing blob and queues the object just
+    uploaded for deletion)."""
     await bq.lock_content(conn, sha256)
-    existing = await bq.live_blob_for_content(conn, sha256, size)
-    if existing is None or existing == key:
-        return key
-    await bq.queue_object_deletion(conn, key)
-    return existing
