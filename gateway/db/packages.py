@@ -85,6 +85,26 @@ SELECT EXISTS (SELECT 1 FROM dropped) AS pending_dropped, t.*
 FROM (""" + _UPLOAD_TARGET + """) t
 """
 
+# The check before the body, recording the pending row, with governance's facts beside it
+# ($7 the role, $8 whether rules apply): the one round trip of an upload before its body.
+UPLOAD_TARGET_AND_FACTS_RECORDING_PENDING = """
+WITH pending AS (
+    INSERT INTO pending_uploads (object_key, instance, project_id) VALUES ($5, $6, $1)
+)
+SELECT t.*, facts.*
+FROM (""" + _UPLOAD_TARGET + """) t,
+     (""" + governance.upload_facts_row(level=7, check=8) + """) facts
+"""
+# The same look bringing governance's facts too (UPLOAD_FACTS: $2 is the package name there as
+# here; $6 the role, $7 whether rules apply): under the version's lock they are read once, for
+# the commit's checks, instead of in a round trip of their own.
+UPLOAD_TARGET_DROPPING_PENDING_WITH_FACTS = """
+WITH dropped AS (DELETE FROM pending_uploads WHERE object_key = $5 RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM dropped) AS pending_dropped, t.*, facts.*
+FROM (""" + _UPLOAD_TARGET + """) t,
+     (""" + governance.upload_facts_row(level=6, check=7) + """) facts
+"""
+
 # A file into an existing package, which is touched (and given a new status, $9 when not
 # NULL) by the same statement.
 INSERT_FILE_INTO_PACKAGE = """
@@ -173,6 +193,26 @@ async def upload_target_dropping_pending(
 ) -> UploadTarget:
     return _upload_target(await conn.fetchrow(
         UPLOAD_TARGET_DROPPING_PENDING, project_id, name, version, file_name, key))
+
+
+async def upload_target_and_facts_recording_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+    instance: str, level: int | None, check_rules: bool,
+) -> tuple[UploadTarget, governance.UploadFacts]:
+    """``upload_target_recording_pending`` and ``governance.upload_facts`` in one round trip."""
+    row = await conn.fetchrow(UPLOAD_TARGET_AND_FACTS_RECORDING_PENDING, project_id, name,
+                              version, file_name, key, instance, level, check_rules)
+    return _upload_target(row), governance.upload_facts_from_row(row)
+
+
+async def upload_target_and_facts_dropping_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+    level: int | None, check_rules: bool,
+) -> tuple[UploadTarget, governance.UploadFacts]:
+    """``upload_target_dropping_pending`` and ``governance.upload_facts`` in one round trip."""
+    row = await conn.fetchrow(UPLOAD_TARGET_DROPPING_PENDING_WITH_FACTS, project_id, name,
+                              version, file_name, key, level, check_rules)
+    return _upload_target(row), governance.upload_facts_from_row(row)
 
 
 async def insert_file_into_package(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 
 from gateway.db import packages as q
+from gateway.db.governance import UploadFacts
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
 from gateway.governance import audit
@@ -31,12 +32,20 @@ from gateway.uploads import StoredObject
 log = logging.getLogger("gateway.packages")
 
 
-# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
-# commit's transaction under the version's lock, right before the file row is written:
-# (conn, project_id, package_id, target, size); raising refuses the commit. What it returns,
-# the audit event, is written by the file row's own statement.
-CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int],
-                        Awaitable[audit.Pending | None]]
+class CommitChecks(Protocol):
+    """Governance's part of a commit (protection rules, quotas, the audit event), run inside
+    the commit's transaction under the version's lock, right before the file row is written;
+    raising refuses the commit. ``facts_args`` are the role and the rule check the commit's
+    look under the lock reads governance's facts with (``gateway.db.governance.UPLOAD_FACTS``);
+    the call gets them, and returns the audit event that the file row's statement writes."""
+
+    def facts_args(self) -> tuple[int | None, bool]: ...
+
+    async def __call__(self, conn: asyncpg.Connection, project_id: int, package_id: int,
+                       target: FileTarget, size: int, facts: UploadFacts | None
+                       ) -> audit.Pending | None: ...
+
+
 # A precondition the commit applies under the version's advisory lock, given the live package
 # (None when the version has none yet); it raises to refuse the file (conditional uploads).
 CommitCondition = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
@@ -105,23 +114,31 @@ async def _insert_file(
     checks: CommitChecks | None,
     conditions: Sequence[CommitCondition],
 ) -> PackageFile:
-    # Round trips of a commit (with BEGIN and COMMIT around them, seven in all for a file into
-    # an existing package, eight for a new package): the lock, which must come first and alone
+    # Round trips of a commit (with BEGIN and COMMIT around them, six in all for a file into
+    # an existing package, seven for a new package): the lock, which must come first and alone
     # (a statement's snapshot is taken before it starts, so what a lock inside it waited for
     # would stay unseen); one look that also drops the pending row and brings the duplicate
-    # policy (the check needs no query of its own); the new package, if any (``checks`` need
-    # its id); the content lock, alone for the same reason as the version's; one write of the
-    # file row that also finds identical bytes, touches the package and writes the audit event.
-    # ``conditions`` and ``checks`` add their own (the protection rules and quota holders).
+    # policy and governance's facts (protection rules, quota holders: no query of their own);
+    # the new package, if any (``checks`` need its id); the content lock, alone for the same
+    # reason as the version's; one write of the file row that also finds identical bytes,
+    # touches the package and writes the audit event. ``conditions`` add their own, and a
+    # quota with a limit its lock and its sum.
     name, version = target.package_name, target.package_version
     await q.lock_package_version(conn, project_id, name, version)
-    found = await q.upload_target_dropping_pending(conn, project_id, name, version,
-                                                   target.file_name, stored.key)
+    facts = None
+    if checks is None:
+        found = await q.upload_target_dropping_pending(conn, project_id, name, version,
+                                                       target.file_name, stored.key)
+    else:
+        found, facts = await q.upload_target_and_facts_dropping_pending(
+            conn, project_id, name, version, target.file_name, stored.key, *checks.facts_args())
     if not found.pending_dropped:
         raise UploadSwept()
     pkg, new_status = await _package_for(conn, project_id, target, found, status, creator_id,
                                          conditions)
-    event = await checks(conn, project_id, pkg.id, target, stored.size) if checks else None
+    event = None
+    if checks is not None:
+        event = await checks(conn, project_id, pkg.id, target, stored.size, facts)
     d = stored.digests
     # Identical bytes already stored: the row shares that blob, and this object is dropped.
     await blobs.hold_content(conn, d.sha256)

@@ -95,7 +95,7 @@ async def deploy(
                                                  who.user_id, conditions)
         event = None
         if checks is not None:
-            event = await checks(conn, own.project_id, pkg.id, target, source.size)
+            event = await checks(conn, own.project_id, pkg.id, target, source.size, None)
         await bq.lock_content(conn, d.sha256)
         if not await bq.live_blob(conn, source.object_key):
             raise RecordNotFound()  # its last reference was deleted meanwhile
