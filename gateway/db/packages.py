@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from gateway.db import governance
+from gateway.db import blobs, governance
 from gateway.db.identity import projects as identity_projects
 from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
@@ -29,6 +29,15 @@ GENERIC = 7
 LOCK_PACKAGE_VERSION = """
 SELECT pg_advisory_xact_lock(hashtextextended($1::bigint::text || '/' || $2 || '/' || $3, 7))
 """
+
+# The version's lock, then the content's (gateway.db.blobs.LOCK_CONTENT: $4 the sha256), in
+# one round trip and in the order every commit takes them (the subquery, kept apart by OFFSET
+# 0, yields its row before the outer list is evaluated). The statement reads nothing, so the
+# rule still holds that each statement after it takes its snapshot once both locks are held.
+LOCK_PACKAGE_VERSION_AND_CONTENT = (
+    blobs.LOCK_CONTENT.replace("$1", "$4")
+    + " FROM (" + LOCK_PACKAGE_VERSION.strip() + " OFFSET 0) version"
+)
 
 FIND_LIVE_PACKAGE = """
 SELECT * FROM packages
@@ -120,9 +129,9 @@ RETURNING *{audit_columns}
 # The same for a new object ($8) whose content may be stored already: a live blob of that
 # sha256 and size, locked (a delete of its last reference waits for this transaction, or came
 # first and left nothing to find), is what the row points at, and the new object is queued for
-# deletion. The caller holds the content's lock (gateway.db.blobs.LOCK_CONTENT), taken in a
-# statement of its own before this one, whose snapshot therefore sees every commit it waited
-# for. The blob's reference count is the trigger's (0008_blobs.sql).
+# deletion. The caller holds the content's lock (gateway.db.blobs.LOCK_CONTENT), taken by a
+# statement before this one (LOCK_PACKAGE_VERSION_AND_CONTENT), whose snapshot therefore sees
+# every commit it waited for. The blob's reference count is the trigger's (0008_blobs.sql).
 INSERT_FILE_SHARING_CONTENT = """
 WITH shared AS (
     SELECT object_key FROM blobs WHERE sha256 = $7 AND size = $4 AND refcount > 0
@@ -230,6 +239,11 @@ async def insert_file_into_package(
 
 async def lock_package_version(conn: Conn, project_id: int, name: str, version: str) -> None:
     await conn.execute(LOCK_PACKAGE_VERSION, project_id, name, version)
+
+
+async def lock_package_version_and_content(conn: Conn, project_id: int, name: str,
+                                           version: str, sha256: str) -> None:
+    await conn.execute(LOCK_PACKAGE_VERSION_AND_CONTENT, project_id, name, version, sha256)
 
 
 async def find_live_package(

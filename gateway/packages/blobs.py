@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.db import blobs as bq
+from gateway.db import packages as pq
+from gateway.naming import FileTarget
 
 
-async def hold_content(conn: asyncpg.Connection, sha256: str) -> None:
-    """Take the content's lock, alone (a statement's snapshot is taken before it waits, so
-    the look for identical bytes goes in the next statement: the file row's insert with
-    ``share_content``, which points the row at an existing blob and queues the object just
-    uploaded for deletion)."""
-    await bq.lock_content(conn, sha256)
+async def take_commit_locks(conn: asyncpg.Connection, project_id: int, target: FileTarget,
+                            sha256: str) -> None:
+    """The version's lock, then the content's, in one statement that reads nothing (each
+    statement after it takes its snapshot once both are held, so the file row's insert with
+    ``share_content`` sees every blob committed meanwhile). Every commit takes them in this
+    order, before any quota's."""
+    await pq.lock_package_version_and_content(conn, project_id, target.package_name,
+                                              target.package_version, sha256)

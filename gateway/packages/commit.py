@@ -114,17 +114,21 @@ async def _insert_file(
     checks: CommitChecks | None,
     conditions: Sequence[CommitCondition],
 ) -> PackageFile:
-    # Round trips of a commit (with BEGIN and COMMIT around them, six in all for a file into
-    # an existing package, seven for a new package): the lock, which must come first and alone
-    # (a statement's snapshot is taken before it starts, so what a lock inside it waited for
-    # would stay unseen); one look that also drops the pending row and brings the duplicate
-    # policy and governance's facts (protection rules, quota holders: no query of their own);
-    # the new package, if any (``checks`` need its id); the content lock, alone for the same
-    # reason as the version's; one write of the file row that also finds identical bytes,
+    # Round trips of a commit (with BEGIN and COMMIT around them, five in all for a file into
+    # an existing package, six for a new package): the version's and the content's locks,
+    # which must come first in a statement that reads nothing (a statement's snapshot is taken
+    # before it starts, so what a lock inside it waited for would stay unseen); one look that
+    # also drops the pending row and brings the duplicate policy and governance's facts
+    # (protection rules, quota holders: no query of their own); the new package, if any
+    # (``checks`` need its id); one write of the file row that also finds identical bytes,
     # touches the package and writes the audit event. ``conditions`` add their own, and a
     # quota with a limit its lock and its sum.
     name, version = target.package_name, target.package_version
-    await q.lock_package_version(conn, project_id, name, version)
+    d = stored.digests
+    # Identical bytes already stored: the row shares that blob, and this object is dropped
+    # (the content's lock is taken with the version's, before any quota's: the order of
+    # every commit, deploys included).
+    await blobs.take_commit_locks(conn, project_id, target, d.sha256)
     facts = None
     if checks is None:
         found = await q.upload_target_dropping_pending(conn, project_id, name, version,
@@ -139,9 +143,6 @@ async def _insert_file(
     event = None
     if checks is not None:
         event = await checks(conn, project_id, pkg.id, target, stored.size, facts)
-    d = stored.digests
-    # Identical bytes already stored: the row shares that blob, and this object is dropped.
-    await blobs.hold_content(conn, d.sha256)
     row = await q.insert_file_into_package(
         conn, pkg.id, project_id, target.file_name, stored.size,
         d.md5, d.sha1, d.sha256, stored.key, new_status=new_status, share_content=True,

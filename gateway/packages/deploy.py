@@ -22,6 +22,7 @@ from gateway.hashing import Digests
 from gateway.identity import policy
 from gateway.models import PackageFile
 from gateway.naming import FileTarget
+from gateway.packages import blobs
 from gateway.packages.commit import (
     CommitChecks,
     CommitCondition,
@@ -89,14 +90,13 @@ async def deploy(
     verify(declared, source.digests)
     d = source.digests
     async with db.transaction() as conn:
-        await q.lock_package_version(conn, own.project_id, target.package_name,
-                                     target.package_version)
+        # The content's lock with the version's, before any quota's, as every commit.
+        await blobs.take_commit_locks(conn, own.project_id, target, d.sha256)
         pkg, new_status = await package_for_file(conn, own.project_id, target, status,
                                                  who.user_id, conditions)
         event = None
         if checks is not None:
             event = await checks(conn, own.project_id, pkg.id, target, source.size, None)
-        await bq.lock_content(conn, d.sha256)
         if not await bq.live_blob(conn, source.object_key):
             raise RecordNotFound()  # its last reference was deleted meanwhile
         row = await q.insert_file_into_package(
