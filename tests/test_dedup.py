@@ -4,6 +4,7 @@ row that holds them; the object goes with its last reference; migration 0008 bac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 
 import asyncpg
@@ -123,3 +124,29 @@ async def test_migration_0008_makes_a_blob_of_every_stored_object(new_database) 
         ]
     finally:
         await conn.close()
+
+
+async def test_identical_uploads_and_deploys_racing_under_a_quota_all_commit(
+    client, world: World
+) -> None:
+    # Every commit takes the version's lock, the content's, then the quota's, in that order:
+    # uploads and deploys of one content into other versions of a limited project never wait
+    # on each other in a cycle (PostgreSQL would abort one as a deadlock).
+    await world.conn.execute("UPDATE projects SET packages_max_bytes = $2 WHERE id = $1",
+                             world.project_id, 10**9)
+    body = os.urandom(4096)
+    await put(client, world, body, version="0.0.0")
+    deploy = {**hdr(world.tokens["developer"]), "X-Checksum-Deploy": "true",
+              "X-Checksum-Sha256": hashlib.sha256(body).hexdigest(), "Content-Length": "0"}
+
+    async def one(i: int) -> int:
+        url = generic_url(world.project_id, version=f"1.0.{i}")
+        if i % 2:
+            resp = await client.put(url, data=b"", headers=deploy)
+        else:
+            resp = await client.put(url, data=body, headers=hdr(world.tokens["developer"]))
+        return resp.status
+
+    assert await asyncio.gather(*(one(i) for i in range(16))) == [201] * 16
+    [blob] = await blobs(world)
+    assert blob["refcount"] == 17

@@ -241,34 +241,38 @@ async def put_file(request: web.Request) -> web.Response:
     actor = Actor.of(who, access)
     defaults = quotas.Defaults(settings.packages_quota_bytes, settings.packages_quota_files)
     stats = app.get(keys.quota_stats)
-    await gate.before_body(app[keys.db], actor, access.project_id, target, size, defaults,
-                           stats)
-    uploads.check_declared_size(size, settings.max_file_size)
     ctx = app[keys.uploads]
     key = new_object_key()
-    declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
-    by_checksum = deploy.deploy_digest(request.headers.get("X-Checksum-Deploy"), declared, size)
-    condition = conditional.WriteCondition.from_headers(
-        request.headers.get("If-None-Match"), request.headers.get("If-Match")
-    )
+    # One round trip before the body: governance's refusals, the duplicate look, and the
+    # pending row; a refusal from here to the body drops the row again (forget_pending).
+    found = await gate.before_body_recording_pending(
+        app[keys.db], actor, access.project_id, target, size, defaults, stats,
+        pending=(key, ctx.instance))
+    try:
+        uploads.check_declared_size(size, settings.max_file_size)
+        declared = digests.declared_digests(header_values(request, digests.UPLOAD_HEADERS))
+        by_checksum = deploy.deploy_digest(request.headers.get("X-Checksum-Deploy"), declared,
+                                           size)
+        condition = conditional.WriteCondition.from_headers(
+            request.headers.get("If-None-Match"), request.headers.get("If-Match")
+        )
+        if by_checksum is None:
+            duplicates.refuse_duplicate(found, target)
+            await conditional.check_before_body(app[keys.db], access.project_id, target,
+                                                condition)
+            await send_continue(request)
+    except BaseException:
+        await uploads.forget_pending(ctx, key)
+        raise
     conditions = conditional.commit_checks(target, condition)
     if by_checksum is not None:
+        await uploads.forget_pending(ctx, key)  # a deploy stores no bytes of its own
         row = await deploy.deploy(
             app[keys.db], who, access, target, declared, by_checksum, status=status,
             checks=gate.CommitChecks(actor, defaults, stats), conditions=conditions,
             allow_guest_pull=settings.allow_guest_pull,
         )
         return _stored_answer(request, row, select)
-    # The duplicate check records the pending upload in the same round trip; a refusal from
-    # here to the body drops it again (forget_pending).
-    await duplicates.check_duplicate(app[keys.db], access.project_id, target,
-                                     pending=(key, ctx.instance))
-    try:
-        await conditional.check_before_body(app[keys.db], access.project_id, target, condition)
-        await send_continue(request)
-    except BaseException:
-        await uploads.forget_pending(ctx, key)
-        raise
     started = time.monotonic()
     async with RequestBody(request) as body:
         stored = await uploads.receive(

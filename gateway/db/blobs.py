@@ -11,7 +11,8 @@ import asyncpg
 Conn = asyncpg.Connection
 
 # Serializes the commits of one content (by sha256) for this transaction, so two identical
-# uploads committing at once end as one blob. Always taken after the version's lock.
+# uploads committing at once end as one blob. Always taken with the version's lock, after it
+# (gateway.db.packages.LOCK_PACKAGE_VERSION_AND_CONTENT).
 LOCK_CONTENT = "SELECT pg_advisory_xact_lock(hashtextextended('blob/' || $1, 7))"
 
 # A live blob of that content, locked: a delete of its last reference waits for this
@@ -41,10 +42,6 @@ SELECT * FROM (
 ORDER BY (c.project_id = $2) DESC, c.project_id
 LIMIT $4
 """
-
-
-async def lock_content(conn: Conn, sha256: str) -> None:
-    await conn.execute(LOCK_CONTENT, sha256)
 
 
 async def live_blob_for_content(conn: Conn, sha256: str, size: int) -> str | None:

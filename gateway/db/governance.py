@@ -4,8 +4,12 @@ policies follow in their own sections)."""
 from __future__ import annotations
 
 import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
+import orjson
 
 from gateway.models import (
     AuditEvent,
@@ -139,7 +143,7 @@ LIST_AUDIT_EVENTS = ("SELECT *, count(*) OVER () AS total FROM audit_events" + _
 GET_AUDIT_EVENT = "SELECT * FROM audit_events" + _AUDIT_FILTERS + "AND id = $6"
 
 
-async def insert_audit_event(conn: Conn, *, author_id: int | None, author_name: str,
+async def insert_audit_event(conn: Conn, author_id: int | None, author_name: str,
                              entity_type: str, entity_id: int, event_name: str,
                              target_type: str | None, target_id: int | None,
                              target_details: str | None, ip_address: str | None,
@@ -240,6 +244,27 @@ FROM namespaces g, LATERAL (""" + GROUP_USAGE.replace("$1", "g.id") + """) u
 WHERE g.packages_max_bytes IS NOT NULL OR g.packages_max_files IS NOT NULL
 """
 TOTAL_USAGE = "SELECT coalesce(sum(size), 0)::bigint AS bytes, count(*) AS files FROM package_files"
+
+
+# UPLOAD_FACTS as one row, for a statement that brings them beside its own (the commit's look
+# under the version's lock): the holders as a JSON array, outermost first, and the protection
+# answer; the role and the check are that statement's parameters ``level`` and ``check``.
+def upload_facts_row(*, level: int, check: int) -> str:
+    numbered = re.sub(r"\$([34])\b", lambda m: f"${level if m[1] == '3' else check}",
+                      UPLOAD_FACTS)
+    return ("SELECT coalesce(bool_or(h.protected), false) AS facts_protected,"
+            " jsonb_agg(to_jsonb(h) ORDER BY h.depth DESC) AS facts_holders"
+            " FROM (" + numbered + ") h")
+
+
+UploadFacts = tuple[bool, list[QuotaHolder]]
+
+
+def upload_facts_from_row(row: Mapping[str, Any]) -> UploadFacts:
+    """``upload_facts``'s answer from a row that has ``upload_facts_row``'s columns."""
+    holders = row["facts_holders"]
+    return (bool(row["facts_protected"]),
+            [QuotaHolder.from_row(h) for h in orjson.loads(holders)] if holders else [])
 
 
 async def upload_facts(conn: Conn, project_id: int, package_name: str, level: int | None,

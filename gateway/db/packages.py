@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import asyncpg
 
+from gateway.db import blobs, governance
 from gateway.db.identity import projects as identity_projects
 from gateway.enums import PACKAGE_STATUS as STATUS
 from gateway.enums import PACKAGE_STATUS_NAME as STATUS_NAME
@@ -25,6 +29,15 @@ GENERIC = 7
 LOCK_PACKAGE_VERSION = """
 SELECT pg_advisory_xact_lock(hashtextextended($1::bigint::text || '/' || $2 || '/' || $3, 7))
 """
+
+# The version's lock, then the content's (gateway.db.blobs.LOCK_CONTENT: $4 the sha256), in
+# one round trip and in the order every commit takes them (the subquery, kept apart by OFFSET
+# 0, yields its row before the outer list is evaluated). The statement reads nothing, so the
+# rule still holds that each statement after it takes its snapshot once both locks are held.
+LOCK_PACKAGE_VERSION_AND_CONTENT = (
+    blobs.LOCK_CONTENT.replace("$1", "$4")
+    + " FROM (" + LOCK_PACKAGE_VERSION.strip() + " OFFSET 0) version"
+)
 
 FIND_LIVE_PACKAGE = """
 SELECT * FROM packages
@@ -81,18 +94,80 @@ SELECT EXISTS (SELECT 1 FROM dropped) AS pending_dropped, t.*
 FROM (""" + _UPLOAD_TARGET + """) t
 """
 
+# The check before the body, recording the pending row, with governance's facts beside it
+# ($7 the role, $8 whether rules apply): the one round trip of an upload before its body.
+UPLOAD_TARGET_AND_FACTS_RECORDING_PENDING = """
+WITH pending AS (
+    INSERT INTO pending_uploads (object_key, instance, project_id) VALUES ($5, $6, $1)
+)
+SELECT t.*, facts.*
+FROM (""" + _UPLOAD_TARGET + """) t,
+     (""" + governance.upload_facts_row(level=7, check=8) + """) facts
+"""
+# The same look bringing governance's facts too (UPLOAD_FACTS: $2 is the package name there as
+# here; $6 the role, $7 whether rules apply): under the version's lock they are read once, for
+# the commit's checks, instead of in a round trip of their own.
+UPLOAD_TARGET_DROPPING_PENDING_WITH_FACTS = """
+WITH dropped AS (DELETE FROM pending_uploads WHERE object_key = $5 RETURNING 1)
+SELECT EXISTS (SELECT 1 FROM dropped) AS pending_dropped, t.*, facts.*
+FROM (""" + _UPLOAD_TARGET + """) t,
+     (""" + governance.upload_facts_row(level=6, check=7) + """) facts
+"""
+
 # A file into an existing package, which is touched (and given a new status, $9 when not
 # NULL) by the same statement.
 INSERT_FILE_INTO_PACKAGE = """
 WITH touched AS (
     UPDATE packages SET status = coalesce($9::smallint, status), updated_at = now()
     WHERE id = $1
-)
+){audit}
 INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
                            file_sha256, object_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING *
+RETURNING *{audit_columns}
 """
+# The same for a new object ($8) whose content may be stored already: a live blob of that
+# sha256 and size, locked (a delete of its last reference waits for this transaction, or came
+# first and left nothing to find), is what the row points at, and the new object is queued for
+# deletion. The caller holds the content's lock (gateway.db.blobs.LOCK_CONTENT), taken by a
+# statement before this one (LOCK_PACKAGE_VERSION_AND_CONTENT), whose snapshot therefore sees
+# every commit it waited for. The blob's reference count is the trigger's (0008_blobs.sql).
+INSERT_FILE_SHARING_CONTENT = """
+WITH shared AS (
+    SELECT object_key FROM blobs WHERE sha256 = $7 AND size = $4 AND refcount > 0
+    ORDER BY id LIMIT 1
+    FOR UPDATE
+), queued AS (
+    INSERT INTO object_deletions (object_key)
+    SELECT $8::text FROM shared WHERE shared.object_key <> $8::text
+), touched AS (
+    UPDATE packages SET status = coalesce($9::smallint, status), updated_at = now()
+    WHERE id = $1
+){audit}
+INSERT INTO package_files (package_id, project_id, file_name, size, file_md5, file_sha1,
+                           file_sha256, object_key)
+VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce((SELECT object_key FROM shared), $8::text))
+RETURNING *{audit_columns}
+"""
+# The audit event of the change ($10 to $19: INSERT_AUDIT_EVENT's parameters), written by the
+# file's statement: the event commits or rolls back with the row, in no round trip of its own.
+_AUDIT_CTE = ", audited AS (" + re.sub(
+    r"\$(\d+)", lambda m: f"${int(m[1]) + 9}", governance.INSERT_AUDIT_EVENT) + ")"
+_AUDIT_COLUMNS = (", (SELECT id FROM audited) AS audit_id,"
+                  " (SELECT entity_path FROM audited) AS audit_entity_path,"
+                  " (SELECT created_at FROM audited) AS audit_created_at")
+
+
+def _file_insert(template: str, *, audited: bool) -> str:
+    return template.format(audit=_AUDIT_CTE if audited else "",
+                           audit_columns=_AUDIT_COLUMNS if audited else "")
+
+
+_FILE_INSERTS = {
+    (sharing, audited): _file_insert(
+        INSERT_FILE_SHARING_CONTENT if sharing else INSERT_FILE_INTO_PACKAGE, audited=audited)
+    for sharing in (False, True) for audited in (False, True)
+}
 
 
 def _upload_target(row: asyncpg.Record | None) -> UploadTarget:
@@ -129,17 +204,46 @@ async def upload_target_dropping_pending(
         UPLOAD_TARGET_DROPPING_PENDING, project_id, name, version, file_name, key))
 
 
+async def upload_target_and_facts_recording_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+    instance: str, level: int | None, check_rules: bool,
+) -> tuple[UploadTarget, governance.UploadFacts]:
+    """``upload_target_recording_pending`` and ``governance.upload_facts`` in one round trip."""
+    row = await conn.fetchrow(UPLOAD_TARGET_AND_FACTS_RECORDING_PENDING, project_id, name,
+                              version, file_name, key, instance, level, check_rules)
+    return _upload_target(row), governance.upload_facts_from_row(row)
+
+
+async def upload_target_and_facts_dropping_pending(
+    conn: Conn, project_id: int, name: str, version: str, file_name: str, key: str,
+    level: int | None, check_rules: bool,
+) -> tuple[UploadTarget, governance.UploadFacts]:
+    """``upload_target_dropping_pending`` and ``governance.upload_facts`` in one round trip."""
+    row = await conn.fetchrow(UPLOAD_TARGET_DROPPING_PENDING_WITH_FACTS, project_id, name,
+                              version, file_name, key, level, check_rules)
+    return _upload_target(row), governance.upload_facts_from_row(row)
+
+
 async def insert_file_into_package(
     conn: Conn, package_id: int, project_id: int, file_name: str, size: int,
     md5: str, sha1: str, sha256: str, object_key: str, *, new_status: int | None,
-) -> PackageFile:
-    return PackageFile.from_row(await conn.fetchrow(
-        INSERT_FILE_INTO_PACKAGE, package_id, project_id, file_name, size, md5, sha1, sha256,
-        object_key, new_status))
+    share_content: bool = False, audit: tuple[Any, ...] | None = None,
+) -> asyncpg.Record:
+    """The file row (``PackageFile``'s columns) and, with ``audit`` (INSERT_AUDIT_EVENT's
+    values), the event's ``audit_id``, ``audit_entity_path`` and ``audit_created_at``;
+    ``share_content``: the row may point at an existing blob (INSERT_FILE_SHARING_CONTENT)."""
+    return await conn.fetchrow(
+        _FILE_INSERTS[(share_content, audit is not None)], package_id, project_id, file_name,
+        size, md5, sha1, sha256, object_key, new_status, *(audit or ()))
 
 
 async def lock_package_version(conn: Conn, project_id: int, name: str, version: str) -> None:
     await conn.execute(LOCK_PACKAGE_VERSION, project_id, name, version)
+
+
+async def lock_package_version_and_content(conn: Conn, project_id: int, name: str,
+                                           version: str, sha256: str) -> None:
+    await conn.execute(LOCK_PACKAGE_VERSION_AND_CONTENT, project_id, name, version, sha256)
 
 
 async def find_live_package(

@@ -45,22 +45,55 @@ def _author(who: Principal | None) -> tuple[int | None, str, str]:
     return who.user_id, who.username or "", "User"
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An event ready to be written, by ``record`` or by the statement that makes the change
+    it describes (the file row's insert writes a ``package_published`` in the same round
+    trip); ``written`` then logs it with what the insert returned."""
+
+    author_id: int | None
+    author_name: str
+    entity_type: str
+    entity_id: int
+    event_name: str
+    target_type: str | None
+    target_id: int | None
+    target_details: str | None
+    ip_address: str | None
+    details: dict[str, Any]
+
+    def args(self) -> tuple[Any, ...]:
+        """The values of ``gateway.db.governance.INSERT_AUDIT_EVENT``'s parameters, in order."""
+        return (self.author_id, self.author_name, self.entity_type, self.entity_id,
+                self.event_name, self.target_type, self.target_id, self.target_details,
+                self.ip_address, orjson.dumps(self.details).decode())
+
+    def written(self, event: AuditEvent) -> None:
+        log.info("audit event %s", self.event_name,
+                 extra={"audit": _log_fields(event, self.details)})
+
+
+def prepare(who: Principal | None, event_name: str, *, entity_type: str, entity_id: int,
+            message: str, target: Target | None = None, **extra: Any) -> Pending:
+    """One event, not yet written; ``extra`` goes into ``details`` (plain values, never a
+    token)."""
+    author_id, author_name, author_class = _author(who)
+    details = {"custom_message": message, "author_name": author_name,
+               "author_class": author_class, **extra}
+    return Pending(author_id, author_name, entity_type, entity_id, event_name,
+                   target.type if target else None, target.id if target else None,
+                   target.details if target else None, logs.client_address.get(), details)
+
+
 async def record(conn: asyncpg.Connection, who: Principal | None, event_name: str, *,
                  entity_type: str, entity_id: int, message: str,
                  target: Target | None = None, **extra: Any) -> AuditEvent:
     """One event, in the caller's transaction; ``extra`` goes into ``details`` (plain values,
     never a token)."""
-    author_id, author_name, author_class = _author(who)
-    ip = logs.client_address.get()
-    details = {"custom_message": message, "author_name": author_name,
-               "author_class": author_class, **extra}
-    event = await q.insert_audit_event(
-        conn, author_id=author_id, author_name=author_name, entity_type=entity_type,
-        entity_id=entity_id, event_name=event_name,
-        target_type=target.type if target else None, target_id=target.id if target else None,
-        target_details=target.details if target else None, ip_address=ip,
-        details=orjson.dumps(details).decode())
-    log.info("audit event %s", event_name, extra={"audit": _log_fields(event, details)})
+    pending = prepare(who, event_name, entity_type=entity_type, entity_id=entity_id,
+                      message=message, target=target, **extra)
+    event = await q.insert_audit_event(conn, *pending.args())
+    pending.written(event)
     return event
 
 

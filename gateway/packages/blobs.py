@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncpg
 
-from gateway.db import blobs as bq
+from gateway.db import packages as pq
+from gateway.naming import FileTarget
 
 
-async def shared_object(conn: asyncpg.Connection, key: str, sha256: str, size: int) -> str:
-    """The object key a new file row with this content should point at: an existing blob's
-    (then ``key``, the object just uploaded, is queued for deletion) or ``key`` itself."""
-    await bq.lock_content(conn, sha256)
-    existing = await bq.live_blob_for_content(conn, sha256, size)
-    if existing is None or existing == key:
-        return key
-    await bq.queue_object_deletion(conn, key)
-    return existing
+async def take_commit_locks(conn: asyncpg.Connection, project_id: int, target: FileTarget,
+                            sha256: str) -> None:
+    """The version's lock, then the content's, in one statement that reads nothing (each
+    statement after it takes its snapshot once both are held, so the file row's insert with
+    ``share_content`` sees every blob committed meanwhile). Every commit takes them in this
+    order, before any quota's."""
+    await pq.lock_package_version_and_content(conn, project_id, target.package_name,
+                                              target.package_version, sha256)

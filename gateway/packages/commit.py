@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import asyncpg
 
 from gateway.db import packages as q
+from gateway.db.governance import UploadFacts
 from gateway.db.pool import Database
 from gateway.errors import ServiceUnavailable
-from gateway.models import Package, PackageFile, UploadTarget
+from gateway.governance import audit
+from gateway.models import AuditEvent, Package, PackageFile, UploadTarget
 from gateway.naming import FileTarget
 from gateway.packages import blobs
 from gateway.packages.duplicates import DuplicateNotAllowed, duplicate_refused
@@ -29,10 +32,20 @@ from gateway.uploads import StoredObject
 log = logging.getLogger("gateway.packages")
 
 
-# Governance's part of a commit (protection rules, quotas, the audit event), run inside the
-# commit's transaction under the version's lock, right before the file row is written:
-# (conn, project_id, package_id, target, size); raising refuses the commit.
-CommitChecks = Callable[[asyncpg.Connection, int, int, FileTarget, int], Awaitable[None]]
+class CommitChecks(Protocol):
+    """Governance's part of a commit (protection rules, quotas, the audit event), run inside
+    the commit's transaction under the version's lock, right before the file row is written;
+    raising refuses the commit. ``facts_args`` are the role and the rule check the commit's
+    look under the lock reads governance's facts with (``gateway.db.governance.UPLOAD_FACTS``);
+    the call gets them, and returns the audit event that the file row's statement writes."""
+
+    def facts_args(self) -> tuple[int | None, bool]: ...
+
+    async def __call__(self, conn: asyncpg.Connection, project_id: int, package_id: int,
+                       target: FileTarget, size: int, facts: UploadFacts | None
+                       ) -> audit.Pending | None: ...
+
+
 # A precondition the commit applies under the version's advisory lock, given the live package
 # (None when the version has none yet); it raises to refuse the file (conditional uploads).
 CommitCondition = Callable[[asyncpg.Connection, Package | None], Awaitable[None]]
@@ -102,30 +115,53 @@ async def _insert_file(
     conditions: Sequence[CommitCondition],
 ) -> PackageFile:
     # Round trips of a commit (with BEGIN and COMMIT around them, five in all for a file into
-    # an existing package, six for a new package): the lock, which must come first and alone
-    # (a statement's snapshot is taken before it starts, so what a lock inside it waited for
-    # would stay unseen); one look that also drops the pending row and brings the duplicate
-    # policy (the check needs no query of its own); the new package, if any (``checks`` need
-    # its id); the content lock and the look for identical bytes (``blobs.shared_object``:
-    # two, for deduplication); one write of the file row that also touches the package.
-    # ``conditions`` and ``checks`` add their own.
+    # an existing package, six for a new package): the version's and the content's locks,
+    # which must come first in a statement that reads nothing (a statement's snapshot is taken
+    # before it starts, so what a lock inside it waited for would stay unseen); one look that
+    # also drops the pending row and brings the duplicate policy and governance's facts
+    # (protection rules, quota holders: no query of their own); the new package, if any
+    # (``checks`` need its id); one write of the file row that also finds identical bytes,
+    # touches the package and writes the audit event. ``conditions`` add their own, and a
+    # quota with a limit its lock and its sum.
     name, version = target.package_name, target.package_version
-    await q.lock_package_version(conn, project_id, name, version)
-    found = await q.upload_target_dropping_pending(conn, project_id, name, version,
-                                                   target.file_name, stored.key)
+    d = stored.digests
+    # Identical bytes already stored: the row shares that blob, and this object is dropped
+    # (the content's lock is taken with the version's, before any quota's: the order of
+    # every commit, deploys included).
+    await blobs.take_commit_locks(conn, project_id, target, d.sha256)
+    facts = None
+    if checks is None:
+        found = await q.upload_target_dropping_pending(conn, project_id, name, version,
+                                                       target.file_name, stored.key)
+    else:
+        found, facts = await q.upload_target_and_facts_dropping_pending(
+            conn, project_id, name, version, target.file_name, stored.key, *checks.facts_args())
     if not found.pending_dropped:
         raise UploadSwept()
     pkg, new_status = await _package_for(conn, project_id, target, found, status, creator_id,
                                          conditions)
+    event = None
     if checks is not None:
-        await checks(conn, project_id, pkg.id, target, stored.size)
-    d = stored.digests
-    # Identical bytes already stored: the row shares that blob, and this object is dropped.
-    key = await blobs.shared_object(conn, stored.key, d.sha256, stored.size)
-    return await q.insert_file_into_package(
+        event = await checks(conn, project_id, pkg.id, target, stored.size, facts)
+    row = await q.insert_file_into_package(
         conn, pkg.id, project_id, target.file_name, stored.size,
-        d.md5, d.sha1, d.sha256, key, new_status=new_status,
+        d.md5, d.sha1, d.sha256, stored.key, new_status=new_status, share_content=True,
+        audit=event.args() if event is not None else None,
     )
+    return file_written(row, event)
+
+
+def file_written(row: Mapping[str, Any], event: audit.Pending | None) -> PackageFile:
+    """The file row ``insert_file_into_package`` returned; its audit event is logged."""
+    if event is not None:
+        event.written(AuditEvent(
+            id=row["audit_id"], entity_type=event.entity_type, entity_id=event.entity_id,
+            event_name=event.event_name, author_id=event.author_id,
+            author_name=event.author_name, entity_path=row["audit_entity_path"],
+            target_type=event.target_type, target_id=event.target_id,
+            target_details=event.target_details, ip_address=event.ip_address,
+            created_at=row["audit_created_at"]))
+    return PackageFile.from_row(row)
 
 
 async def _package_for(

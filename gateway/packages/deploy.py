@@ -22,7 +22,13 @@ from gateway.hashing import Digests
 from gateway.identity import policy
 from gateway.models import PackageFile
 from gateway.naming import FileTarget
-from gateway.packages.commit import CommitChecks, CommitCondition, package_for_file
+from gateway.packages import blobs
+from gateway.packages.commit import (
+    CommitChecks,
+    CommitCondition,
+    file_written,
+    package_for_file,
+)
 from gateway.packages.digests import Declared, verify
 
 # Projects looked at for a readable copy of the content (the caller's own first).
@@ -84,16 +90,18 @@ async def deploy(
     verify(declared, source.digests)
     d = source.digests
     async with db.transaction() as conn:
-        await q.lock_package_version(conn, own.project_id, target.package_name,
-                                     target.package_version)
+        # The content's lock with the version's, before any quota's, as every commit.
+        await blobs.take_commit_locks(conn, own.project_id, target, d.sha256)
         pkg, new_status = await package_for_file(conn, own.project_id, target, status,
                                                  who.user_id, conditions)
+        event = None
         if checks is not None:
-            await checks(conn, own.project_id, pkg.id, target, source.size)
-        await bq.lock_content(conn, d.sha256)
+            event = await checks(conn, own.project_id, pkg.id, target, source.size, None)
         if not await bq.live_blob(conn, source.object_key):
             raise RecordNotFound()  # its last reference was deleted meanwhile
-        return await q.insert_file_into_package(
+        row = await q.insert_file_into_package(
             conn, pkg.id, own.project_id, target.file_name, source.size,
             d.md5, d.sha1, d.sha256, source.object_key, new_status=new_status,
+            audit=event.args() if event is not None else None,
         )
+        return file_written(row, event)

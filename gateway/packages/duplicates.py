@@ -104,6 +104,13 @@ def duplicate_refused(found: UploadTarget, target: FileTarget) -> bool:
     )
 
 
+def refuse_duplicate(found: UploadTarget, target: FileTarget) -> None:
+    """The refusal before a byte is streamed, from a look already made (the commit checks
+    again under the lock)."""
+    if duplicate_refused(found, target):
+        raise DuplicateNotAllowed()
+
+
 async def check_duplicate(db: Database, project_id: int, target: FileTarget, *,
                           pending: tuple[str, str] | None = None) -> None:
     """The cheap refusal before a byte is streamed; the commit checks again under the lock.
