@@ -35,6 +35,7 @@ async def test_a_small_upload_into_an_existing_package_takes_seven_round_trips(
                                     data=os.urandom(4096), headers=hdr(world.tokens["developer"]))
             assert resp.status == 201, await resp.text()
             counts.append(pg.snapshot()["round trips"] - before)
+        await client.close()  # while the proxy still passes the pool's goodbyes
     # The first upload verifies the token, creates the package and prepares the statements;
     # background work (the deletion worker, the sweeper) only ever adds to a count, so the
     # fewest is the upload's.
