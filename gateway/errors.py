@@ -277,11 +277,7 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
         return await handler(request)
     except GatewayError as err:
-        if err.status >= 500:
-            # The access line shows only the status; this one says why (no secrets: the
-            # handler's filter redacts, and exceptions here carry no request headers).
-            log.warning("answered %d: %s", err.status, cause_chain(err),
-                        extra={"path": request.path})
+        _log_cause(request, err.status, err)
         return render(err)
     except web.HTTPNotFound:
         return render(NoRoute())
@@ -292,9 +288,7 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status >= 500:
-            log.warning("answered %d: %s", exc.status, cause_chain(exc),
-                        extra={"path": request.path})
+        _log_cause(request, exc.status, exc)
         return json_response({"message": f"{exc.status} {exc.reason}"}, exc.status)
     except (ClientGone, ConnectionResetError):
         # The peer is gone; there is nobody to answer. The HTTP edge logs it as 499.
@@ -306,6 +300,13 @@ async def _answer(request: web.Request, handler: Any) -> web.StreamResponse:
     except Exception:
         log.exception("unexpected error", extra={"path": request.path})
         return render(GatewayError())
+
+
+def _log_cause(request: web.Request, status: int, exc: BaseException) -> None:
+    """A 5xx's cause, beside the access line that shows only the status (no secrets: the
+    handler's filter redacts, and exceptions here carry no request headers)."""
+    if status >= 500:
+        log.warning("answered %d: %s", status, cause_chain(exc), extra={"path": request.path})
 
 
 def cause_chain(exc: BaseException, *, limit: int = 6) -> str:

@@ -15,16 +15,7 @@ Conn = asyncpg.Connection
 # (gateway.db.packages.LOCK_PACKAGE_VERSION_AND_CONTENT).
 LOCK_CONTENT = "SELECT pg_advisory_xact_lock(hashtextextended('blob/' || $1, 7))"
 
-# A live blob of that content, locked: a delete of its last reference waits for this
-# transaction (or, if it came first, the blob is gone and nothing is found).
-LIVE_BLOB_FOR_CONTENT = """
-SELECT object_key FROM blobs WHERE sha256 = $1 AND size = $2 AND refcount > 0
-ORDER BY id LIMIT 1
-FOR UPDATE
-"""
 LIVE_BLOB = "SELECT object_key FROM blobs WHERE object_key = $1 AND refcount > 0 FOR UPDATE"
-
-QUEUE_OBJECT_DELETION = "INSERT INTO object_deletions (object_key) VALUES ($1)"
 
 # The files holding that content, one per project, the caller's own project first: where a
 # deploy by checksum may take its bytes from (the caller must be allowed to read one of them).
@@ -44,16 +35,8 @@ LIMIT $4
 """
 
 
-async def live_blob_for_content(conn: Conn, sha256: str, size: int) -> str | None:
-    return await conn.fetchval(LIVE_BLOB_FOR_CONTENT, sha256, size)
-
-
 async def live_blob(conn: Conn, object_key: str) -> bool:
     return await conn.fetchval(LIVE_BLOB, object_key) is not None
-
-
-async def queue_object_deletion(conn: Conn, object_key: str) -> None:
-    await conn.execute(QUEUE_OBJECT_DELETION, object_key)
 
 
 async def files_with_content(conn: Conn, sha256: str, project_id: int,
