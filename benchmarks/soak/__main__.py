@@ -26,7 +26,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", choices=sorted(PROFILES), default="full",
                    help="full: bodies up to 1 GiB (default); short: up to 12 MiB")
     p.add_argument("--duration", type=float,
-                   help="seconds of load (default: 600 for full, 120 for short)")
+                   help="seconds of load (default: 600 for full, 80 for short)")
     p.add_argument("--seed", type=int, help="replays a run (default: a new one, printed)")
     p.add_argument("--report", type=Path, default=Path("soak-report"),
                    help="folder for the report (default ./soak-report)")

@@ -1,4 +1,4 @@
-"""The chaos soak's 2-minute profile (``python -m benchmarks.soak --profile short``) through the
+"""The chaos soak's 80-second profile (``python -m benchmarks.soak --profile short``) through the
 whole cluster: nginx, 3 gateways, PgBouncer, PostgreSQL and S3 behind a fault proxy, with every
 fault kind injected while clients upload, download, list, delete and hang up. It passes when
 every invariant of the checker holds; on failure the message is the report."""
@@ -21,7 +21,7 @@ SEED = int(os.environ.get("PACKGATE_SOAK_SEED", "2026"))
 
 
 @pytest.mark.timeout(900)
-def test_two_minute_soak_keeps_every_invariant(tmp_path: Path) -> None:
+def test_short_soak_keeps_every_invariant(tmp_path: Path) -> None:
     outcome = run(profile("short"), SEED, tmp_path / "cluster")
     text = report.write(outcome, tmp_path / "report", f"PACKGATE_SOAK_SEED={SEED}",
                         "the test suite")
