@@ -409,10 +409,12 @@ def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, wor
         small = h.make_file(work / "small.bin", 1024)
         h.gateway_upload(gw, db, small, "small.bin")
         url = h.file_url(gw, db, "small.bin")
-        most = h.redirect_load(url, db.token, clients=args.download_clients,
+        most = h.measured_load(url, db.token, gw.pid, db, clients=args.download_clients,
                                seconds=args.download_seconds)
         log(f"redirects, as fast as answered: {most.per_second:.0f}/s, p50 "
-            f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors")
+            f"{most.p50_ms:.1f} ms, p99 {most.p99_ms:.1f} ms, {most.errors} errors; "
+            f"{most.cpu_ms or 0:.2f} gateway and {most.db_cpu_ms or 0:.2f} PostgreSQL "
+            "CPU-ms each")
         paced = h.redirect_load(url, db.token, clients=args.download_clients,
                                 seconds=args.download_seconds, rate=args.download_rate)
         log(f"redirects at {args.download_rate:.0f}/s: {paced.per_second:.0f}/s, p50 "
@@ -421,9 +423,10 @@ def downloads_case(args: argparse.Namespace, report: Report, db: h.Database, wor
         gw.stop()
     bare = h.start_bare_redirects(args.download_workers)
     try:
-        ceiling = h.redirect_load(bare.url, "-", clients=args.download_clients,
+        ceiling = h.measured_load(bare.url, "-", bare.proc.pid, clients=args.download_clients,
                                   seconds=args.download_seconds)
-        log(f"bare aiohttp 302s: {ceiling.per_second:.0f}/s, p99 {ceiling.p99_ms:.1f} ms")
+        log(f"bare aiohttp 302s: {ceiling.per_second:.0f}/s, p99 {ceiling.p99_ms:.1f} ms, "
+            f"{ceiling.cpu_ms or 0:.2f} CPU-ms each")
     finally:
         bare.stop()
     report.downloads = most

@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import boto3
@@ -538,10 +539,36 @@ class LoadResult:
     seconds: float
     p50_ms: float
     p99_ms: float
+    # CPU-ms per answer of the server's processes and of PostgreSQL's, when measured.
+    cpu_ms: float | None = None
+    db_cpu_ms: float | None = None
 
     @property
     def per_second(self) -> float:
         return self.requests / self.seconds
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and its live descendants."""
+    return _tree_sum(pid, cpu_seconds)
+
+
+def postgres_cpu(db: Database) -> float:
+    """CPU seconds of the benchmark's PostgreSQL: the postmaster and its live backends."""
+    pid = int((db.cluster.data_dir / "postmaster.pid").read_text().split()[0])
+    return tree_cpu(pid)
+
+
+def measured_load(url: str, token: str, server_pid: int, db: Database | None = None,
+                  **load: Any) -> LoadResult:
+    """:func:`redirect_load` with the CPU its server (and PostgreSQL) spent per answer."""
+    cpu0, db0 = tree_cpu(server_pid), postgres_cpu(db) if db else 0.0
+    res = redirect_load(url, token, **load)
+    if res.requests:
+        res.cpu_ms = (tree_cpu(server_pid) - cpu0) * 1000 / res.requests
+        if db is not None:
+            res.db_cpu_ms = (postgres_cpu(db) - db0) * 1000 / res.requests
+    return res
 
 
 def _quantile(sorted_values: list[float], q: float) -> float:

@@ -276,6 +276,11 @@ class Report:
                 "judged on the paced run.",
                 "",
             ]
+            if d.cpu_ms is not None:
+                bare = f"; the bare app {b.cpu_ms:.2f}" if b and b.cpu_ms is not None else ""
+                out += [f"CPU per redirect, as fast as answered: the gateway's processes "
+                        f"{d.cpu_ms:.2f} ms, PostgreSQL's {d.db_cpu_ms or 0:.2f} ms{bare} "
+                        "(user + system time over the load, divided by the answers).", ""]
         return "\n".join(out)
 
     def _peer_table(self) -> list[str]:
