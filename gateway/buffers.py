@@ -50,6 +50,12 @@ SLOW_FILL_SECONDS = 2.0
 SLOW_SHARE = 0.1
 # ... or under this rate whatever the others do (a client that sends a byte now and then).
 SLOW_RATE = 64 * 1024
+# ... or under this rate over the last STALL_WINDOW it was judged in: a client that sent a
+# burst and then trickles, whose rate over the whole fill the burst keeps high for long (2 MiB
+# at once, then a byte a second, stays above SLOW_RATE for 32 s; meanwhile fast uploads queue
+# behind every such one in turn). A fast client on a busy machine sends far more than this.
+STALLED_RATE = 4 * 1024
+STALL_WINDOW = SLOW_FILL_SECONDS / 2
 
 
 # A dropped buffer's pages go back to the kernel at once; a late reader sees zeros.
@@ -83,6 +89,12 @@ class Fill:
     started: float = field(default_factory=time.monotonic)
     received: int = 0
     live: Callable[[], int] | None = None
+    # An upload found slow before: it got this buffer only because no other waited for room.
+    slow: bool = False
+    # Progress when last judged (``BufferPool.too_slow``), and when.
+    judged_at: float = field(default_factory=time.monotonic)
+    judged_bytes: int = 0
+    stalled: bool = False  # the last window's verdict
 
     def progress(self) -> int:
         return self.received + (self.live() if self.live is not None else 0)
@@ -142,8 +154,8 @@ class BufferPool:
 
     # --- fills ------------------------------------------------------------------------------
 
-    def start_fill(self) -> Fill:
-        fill = Fill()
+    def start_fill(self, *, slow: bool = False) -> Fill:
+        fill = Fill(slow=slow)
         self._fills.add(fill)
         return fill
 
@@ -153,16 +165,25 @@ class BufferPool:
     def too_slow(self, fill: Fill) -> bool:
         """Whether ``fill``'s client is slow: it sends under ``SLOW_RATE``, or under
         ``SLOW_SHARE`` of the median rate of the process's fills, or its fill has lasted half
-        the wait for room (a waiter must not time out behind it). Not a fixed time: a busy
-        process fills every part slower (16 uploads sharing 95 MB/s: 2.8 s per 16 MiB part),
-        and that is no client's fault, nor a reason for a 503. Rates are over the whole fill,
-        so a client whose process was not scheduled for a moment is not judged on it alone."""
+        the wait for room (a waiter must not time out behind it), or it has all but stopped
+        since it was last judged (``STALLED_RATE``). Not a fixed time: a busy process fills
+        every part slower (16 uploads sharing 95 MB/s: 2.8 s per 16 MiB part), and that is no
+        client's fault, nor a reason for a 503. Rates are over the whole fill, so a client
+        whose process was not scheduled for a moment is not judged on it alone."""
+        if fill.slow:
+            # Served last, it gives way at once to an upload that is not slow (else every
+            # part of a fast upload would wait for slow ones, refilled in turn, to be judged).
+            return self.others_waiting
         now = time.monotonic()
+        progress = fill.progress()
+        if (since := now - fill.judged_at) >= STALL_WINDOW:
+            fill.stalled = (progress - fill.judged_bytes) / since < STALLED_RATE
+            fill.judged_at, fill.judged_bytes = now, progress
         elapsed = now - fill.started
         if elapsed < SLOW_FILL_SECONDS:
             return False
-        rate = fill.progress() / elapsed
-        if rate < SLOW_RATE or elapsed >= self.wait_timeout / 2:
+        rate = progress / elapsed
+        if rate < SLOW_RATE or fill.stalled or elapsed >= self.wait_timeout / 2:
             return True
         rates = sorted(f.progress() / (now - f.started) for f in self._fills
                        if now - f.started >= SLOW_FILL_SECONDS / 4)

@@ -275,7 +275,7 @@ class PartReader:
 
     async def _fill(self, buf: Buffer, n: int, size: int) -> int | None:
         """Fill ``buf`` from ``n`` up to ``size``; None if it gave the buffer back."""
-        fill = self._buffers.start_fill()
+        fill = self._buffers.start_fill(slow=self.slow)
         try:
             return await self._fill_from_client(buf, n, size, fill)
         finally:

@@ -13,7 +13,7 @@ import pytest
 
 from gateway import keys
 from gateway.app import create_app
-from gateway.buffers import BufferBusy, BufferPool
+from gateway.buffers import STALL_WINDOW, BufferBusy, BufferPool
 from gateway.config import MiB
 from gateway.errors import ClientGone
 from gateway.hashing import HashPools
@@ -348,6 +348,36 @@ async def test_slow_upload_holding_its_whole_part_gets_its_buffer_while_others_w
     assert len(buf) == PART and pool.used == 2 * PART
     fast.cancel()
     await asyncio.gather(fast, return_exceptions=True)
+
+
+def test_fill_that_sent_a_burst_then_stopped_is_slow_a_stall_window_later() -> None:
+    pool = BufferPool(4 * PART)
+    stalled, steady = pool.start_fill(), pool.start_fill()
+    for fill, sent_lately in ((stalled, 0), (steady, 64 * 1024)):
+        # Most of the part at once 3 s ago (a high rate over the whole fill), then: nothing /
+        # 64 KiB in the last window.
+        fill.started -= 3.0
+        fill.received = PART - 1
+        fill.judged_at -= STALL_WINDOW * 1.5
+        fill.judged_bytes = fill.received - sent_lately
+    assert pool.too_slow(stalled)
+    assert not pool.too_slow(steady)
+
+
+async def test_fill_of_an_upload_found_slow_gives_way_only_to_one_that_is_not() -> None:
+    pool = BufferPool(2 * PART)
+    await pool.acquire(PART)
+    await pool.acquire(PART, slow=True)
+    fill = pool.start_fill(slow=True)
+    other_slow = asyncio.create_task(pool.acquire(PART, slow=True))
+    await until(lambda: pool.contended, "a slow upload waits for room")
+    assert not pool.too_slow(fill)
+    normal = asyncio.create_task(pool.acquire(PART))
+    await until(lambda: pool.others_waiting, "a normal upload waits for room")
+    assert pool.too_slow(fill)
+    for task in (other_slow, normal):
+        task.cancel()
+    await asyncio.gather(other_slow, normal, return_exceptions=True)
 
 
 class HangsUp(Body):
