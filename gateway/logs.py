@@ -26,6 +26,9 @@ _STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", 
 CLIENT_ADDRESS = RequestKey("client_address", str)
 # Where the HTTP edge leaves the kind of a refused request for the access log (edge.py).
 REFUSED = RequestKey("refused", str)
+# The body bytes a handler actually received (gateway/api/generic_packages.py's RequestBody):
+# less than Content-Length when the client hung up or the answer came before the body ended.
+BYTES_IN = RequestKey("bytes_in", int)
 # The id of the request being handled (gateway/requestids.py): on every line written for it.
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 # Where the access log finds it (its line is written once the request's context is gone).
@@ -123,7 +126,7 @@ class AccessLogger(AbstractAccessLogger):
             "method": request.method,
             "path": safe_path(request),
             "status": response.status,
-            "bytes_in": request.content_length,
+            "bytes_in": _bytes_in(request),
             "ms": round(duration * 1000, 1),
             "remote": request.get(CLIENT_ADDRESS) or request.remote,
             "request_id": request.get(REQUEST_ID),
@@ -133,6 +136,19 @@ class AccessLogger(AbstractAccessLogger):
             # A request the parser refused has no method or path worth logging.
             extra.update(method="-", path="-", bytes_in=None, refused=refused)
         self.logger.info("request", extra=extra)
+
+
+def _bytes_in(request: BaseRequest) -> int | None:
+    """The body bytes received: counted by the handler that read them, else the declared
+    length of a body read to its end, else what aiohttp's parser took in of it."""
+    counted = request.get(BYTES_IN)
+    if counted is not None:
+        return counted
+    length = request.content_length
+    content = request.content
+    if length is None or content.is_eof():
+        return length
+    return getattr(content, "total_bytes", length)
 
 
 def setup(level: str = "INFO") -> None:

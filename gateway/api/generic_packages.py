@@ -17,7 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.streams import StreamReader
 from aiohttp.web_protocol import RequestHandler
 
-from gateway import auth, keys, naming, uploads
+from gateway import auth, keys, logs, naming, uploads
 from gateway.api import validators
 from gateway.api.present import package_file_record
 from gateway.api.project_packages import deleted
@@ -117,7 +117,9 @@ class RequestBody:
         self._receiver: BodyReceiver | None = None
         self._direct_tried = False
         metrics = request.app.get(keys.metrics)
-        self._received = metrics.upload_bytes if metrics is not None else None
+        self._metric = metrics.upload_bytes if metrics is not None else None
+        # The access line's bytes_in: what arrived, not what was declared.
+        request[logs.BYTES_IN] = 0
 
     async def __aenter__(self) -> RequestBody:
         self._watchdog = asyncio.create_task(self._watch())
@@ -150,8 +152,8 @@ class RequestBody:
                 or not isinstance(self._content, StreamReader)):
             return None
         receiver = BodyReceiver.take_over(handler, self._content, length)
-        if receiver is not None and self._received is not None:
-            receiver.on_received = self._received.inc
+        if receiver is not None:
+            receiver.on_received = self._received
         return receiver
 
     async def _watch(self) -> None:
@@ -199,9 +201,13 @@ class RequestBody:
             raise BrokenBody(_describe(exc, chunked=self._chunked())) from exc
         if not chunk and (exc := _framing_error(self._request)) is not None:
             raise BrokenBody(_describe(exc, chunked=self._chunked()))
-        if self._received is not None:
-            self._received.inc(len(chunk))
+        self._received(len(chunk))
         return chunk
+
+    def _received(self, count: int) -> None:
+        self._request[logs.BYTES_IN] += count
+        if self._metric is not None:
+            self._metric.inc(count)
 
     def _chunked(self) -> bool:
         return "chunked" in self._request.headers.get("Transfer-Encoding", "").lower()

@@ -43,6 +43,28 @@ async def test_client_hanging_up_mid_upload_is_logged_as_499_without_a_traceback
     assert "Traceback" not in gw.log()
 
 
+async def test_client_hanging_up_mid_upload_is_logged_with_the_bytes_it_sent(
+    settings: Settings, tmp_path: Path, world: World
+) -> None:
+    gw = start_gateway(settings, tmp_path)
+    try:
+        path = f"/api/v4/projects/{world.project_id}/packages/generic/pkg/1.0/f.bin"
+        raw = await RawUpload("127.0.0.1", port_of(gw.url)).connect()
+        await raw.send(put_head(path, world.tokens["developer"], length=10 * 2**20))
+        await raw.send(b"x" * 2**20)
+        await wait_for(lambda: _pending(world), "the upload started")
+        await raw.abort()
+
+        async def logged() -> bool:
+            return any(r.get("status") == 499 for r in records(gw.log()))
+
+        await wait_for(logged, "the 499 line")
+    finally:
+        gw.stop()
+    (line,) = [r for r in records(gw.log()) if r.get("status") == 499]
+    assert line["bytes_in"] <= 2**20  # what was sent, not the 10 MiB Content-Length declared
+
+
 async def _pending(world: World) -> bool:
     return bool(await world.conn.fetchval("SELECT count(*) FROM pending_uploads"))
 
